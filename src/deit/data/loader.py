@@ -1,0 +1,94 @@
+"""Batching of an in-memory image set that lives on the training device.
+
+CIFAR is small enough (150 MB as uint8) to sit whole on the CPU or the GPU,
+so a batch is one index into a tensor: no Dataset objects, no per-image
+Python, no worker processes. Shuffling is seeded per epoch, which makes a
+resumed run draw the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+
+class BatchLoader:
+    """Yield ``(images, labels)`` batches from tensors held on one device.
+
+    Each epoch draws its own permutation from ``seed`` and the epoch number
+    (set with :meth:`set_epoch`), so any epoch can be replayed exactly.
+    With ``world_size > 1`` every rank sees a disjoint shard of the same
+    permutation and the same number of batches, as distributed training
+    needs; the global batch is ``batch_size * world_size``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world of size {world_size}")
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        if len(self) == 0:
+            raise ValueError(
+                f"{len(images)} images make no batch of {batch_size} on each of "
+                f"{world_size} rank(s) with drop_last={drop_last}"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose permutation the next iteration draws."""
+        self.epoch = epoch
+
+    def _shard_size(self) -> int:
+        """Number of examples this rank iterates over in one epoch."""
+        n = len(self.images)
+        if self.drop_last:
+            return (n // (self.batch_size * self.world_size)) * self.batch_size
+        return math.ceil(n / self.world_size)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        per_rank = self._shard_size()
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return math.ceil(per_rank / self.batch_size)
+
+    def indices(self) -> torch.Tensor:
+        """This rank's example indices for the current epoch, in batch order."""
+        n = len(self.images)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        per_rank = self._shard_size()
+        if not self.drop_last and per_rank * self.world_size > n:
+            # Pad by wrapping around so every rank gets equally many examples.
+            order = torch.cat([order, order[: per_rank * self.world_size - n]])
+        order = order[: per_rank * self.world_size]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the epoch's batches as views gathered on the data's device."""
+        order = self.indices().to(self.images.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.images[idx], self.labels[idx]
