@@ -1,0 +1,18 @@
+"""CIFAR data: reading and checking the files, batching, augmentation."""
+
+from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, CropFlip, normalize
+from deit.data.cifar import CIFAR, DataError, holdout_validation, load_cifar, resolve_data_dir
+from deit.data.loader import BatchLoader
+
+__all__ = [
+    "CIFAR",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "BatchLoader",
+    "CropFlip",
+    "DataError",
+    "holdout_validation",
+    "load_cifar",
+    "normalize",
+    "resolve_data_dir",
+]

@@ -1,0 +1,561 @@
+"""Read, download and verify CIFAR-10 and CIFAR-100.
+
+The whole data set is returned as uint8 tensors (N×3×32×32) so that training can keep it
+on the device and augment whole batches there. Two on-disk layouts are understood, the
+official binary one (preferred) and the official python-pickle one; pickles are read with
+a restricted unpickler that can rebuild numpy arrays and nothing else. Every file is
+checked (presence, size, record count, label range, array shape) before use: a bad file
+raises `DataError` naming it, never a silent partial load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ARCHIVES",
+    "CIFAR",
+    "Archive",
+    "DataError",
+    "download_cifar",
+    "extract_archive",
+    "fetch_url",
+    "holdout_validation",
+    "load_cifar",
+    "resolve_data_dir",
+]
+
+PIXELS = 3 * 32 * 32  # bytes per image: 1024 red, 1024 green, 1024 blue, row-major 32×32
+
+
+class DataError(Exception):
+    """A data set is missing, corrupt, or cannot be fetched; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """Where an official archive lives and the MD5 it must have."""
+
+    url: str
+    md5: str
+
+    @property
+    def filename(self) -> str:
+        """The archive's file name, as it is kept in the data directory."""
+        return self.url.rsplit("/", 1)[-1]
+
+
+# Official archives (binary layout). Module-level so tests and mirrors can replace entries.
+ARCHIVES: dict[str, Archive] = {
+    "cifar10": Archive(
+        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+        "c32a1d4ab5d03f1284b67883e8d87530",
+    ),
+    "cifar100": Archive(
+        "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+        "03b5dce01913d631647c71ecec9e9cb8",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the files of one data set look like in each layout."""
+
+    title: str
+    num_classes: int
+    header: int  # label bytes before the pixels of a binary record
+    label_byte: int  # index of the label we use among them (CIFAR-100: fine label)
+    train_count: int  # records per training file
+    test_count: int
+    bin_folder: str
+    bin_train: tuple[str, ...]
+    bin_test: str
+    bin_names: str
+    py_folder: str
+    py_train: tuple[str, ...]
+    py_test: str
+    py_meta: str
+    py_labels: str
+    py_names: str
+
+
+_SPECS: dict[str, _Spec] = {
+    "cifar10": _Spec(
+        title="CIFAR-10",
+        num_classes=10,
+        header=1,
+        label_byte=0,
+        train_count=10000,
+        test_count=10000,
+        bin_folder="cifar-10-batches-bin",
+        bin_train=tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+        bin_test="test_batch.bin",
+        bin_names="batches.meta.txt",
+        py_folder="cifar-10-batches-py",
+        py_train=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        py_test="test_batch",
+        py_meta="batches.meta",
+        py_labels="labels",
+        py_names="label_names",
+    ),
+    "cifar100": _Spec(
+        title="CIFAR-100",
+        num_classes=100,
+        header=2,
+        label_byte=1,
+        train_count=50000,
+        test_count=10000,
+        bin_folder="cifar-100-binary",
+        bin_train=("train.bin",),
+        bin_test="test.bin",
+        bin_names="fine_label_names.txt",
+        py_folder="cifar-100-python",
+        py_train=("train",),
+        py_test="test",
+        py_meta="meta",
+        py_labels="fine_labels",
+        py_names="fine_label_names",
+    ),
+}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class CIFAR:
+    """A whole CIFAR data set in memory: uint8 images N×3×32×32 and int64 labels."""
+
+    name: str
+    root: Path
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (10 or 100)."""
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        return (
+            f"CIFAR(name={self.name!r}, root={str(self.root)!r}, "
+            f"train={len(self.train_labels)}, test={len(self.test_labels)}, "
+            f"num_classes={self.num_classes})"
+        )
+
+
+# ----------------------------------------------------------------------------- directories
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the directory to look for data sets in.
+
+    The argument wins, then the environment variable DEIT_DATA, then a per-user cache
+    directory ($XDG_CACHE_HOME/deit or ~/.cache/deit), so the command line, the shell and a
+    default all work without configuration.
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if os.environ.get("DEIT_DATA"):
+        return Path(os.environ["DEIT_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "deit"
+
+
+def _spec(name: str) -> tuple[str, _Spec]:
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in _SPECS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(_SPECS)}")
+    return key, _SPECS[key]
+
+
+def _find_layout(spec: _Spec, directory: Path) -> tuple[str, Path] | None:
+    for kind, folder in (("binary", spec.bin_folder), ("python", spec.py_folder)):
+        if (directory / folder).is_dir():
+            return kind, directory / folder
+    return None
+
+
+def _not_found(spec: _Spec, directory: Path, why: str) -> DataError:
+    return DataError(
+        f"{spec.title} not found in {directory} (looked for the folders "
+        f"{spec.bin_folder}/ and {spec.py_folder}/), and {why}. Fix: pass --data-dir DIR "
+        f"(or set DEIT_DATA=DIR) to a directory holding one of those folders, or allow the "
+        f"download (drop --no-download / download=True) with network access."
+    )
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_cifar(
+    name: str, data_dir: str | os.PathLike[str] | None = None, download: bool = True
+) -> CIFAR:
+    """Load CIFAR-10 ("cifar10") or CIFAR-100 ("cifar100", fine labels) fully into memory.
+
+    The data directory is resolved by `resolve_data_dir`; inside it the binary layout is
+    preferred over the python layout. If neither is there and `download` is true, the
+    official archive is fetched, its MD5 checked and extracted first. Every file is
+    verified; problems raise `DataError`.
+    """
+    key, spec = _spec(name)
+    directory = resolve_data_dir(data_dir)
+    found = _find_layout(spec, directory)
+    if found is None:
+        if not download:
+            raise _not_found(spec, directory, "download is disabled")
+        download_cifar(key, directory)
+        found = _find_layout(spec, directory)
+        assert found is not None, "download_cifar guarantees the layout folder"
+    kind, root = found
+    reader = _read_binary_layout if kind == "binary" else _read_python_layout
+    train, test, classes = reader(spec, root)
+    return CIFAR(key, root, train[0], train[1], test[0], test[1], classes)
+
+
+def _to_tensors(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images = np.concatenate([p[0] for p in parts])  # one contiguous, writable copy
+    labels = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"{path}: label {int(labels[i])} at record {i} is out of range 0..{num_classes - 1}"
+            f" ({bad.size} bad labels in all)"
+        )
+
+
+def _check_names(path: Path, names: list[str], num_classes: int) -> tuple[str, ...]:
+    if len(names) != num_classes:
+        raise DataError(f"{path}: {len(names)} class names, expected {num_classes}")
+    return tuple(names)
+
+
+def _file_size(path: Path) -> int:
+    if not path.is_file():
+        raise DataError(f"{path}: file is missing")
+    return path.stat().st_size
+
+
+# --- binary layout
+
+
+def _read_binary_file(spec: _Spec, path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (count×3×32×32 view) and labels of one binary file, after checking its size."""
+    record = spec.header + PIXELS
+    size = _file_size(path)
+    if size % record:
+        raise DataError(
+            f"{path}: size {size} bytes is not a whole number of {record}-byte records "
+            f"(truncated or not a {spec.title} file)"
+        )
+    if size // record != count:
+        raise DataError(f"{path}: holds {size // record} records, expected {count}")
+    raw = np.fromfile(path, dtype=np.uint8).reshape(count, record)
+    labels = raw[:, spec.label_byte]
+    _check_labels(path, labels, spec.num_classes)
+    return raw[:, spec.header :].reshape(count, 3, 32, 32), labels
+
+
+def _read_binary_names(spec: _Spec, path: Path) -> tuple[str, ...]:
+    _file_size(path)
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return _check_names(path, [s.strip() for s in lines if s.strip()], spec.num_classes)
+
+
+def _read_binary_layout(spec: _Spec, root: Path):
+    train = [_read_binary_file(spec, root / f, spec.train_count) for f in spec.bin_train]
+    test = [_read_binary_file(spec, root / spec.bin_test, spec.test_count)]
+    classes = _read_binary_names(spec, root / spec.bin_names)
+    return _to_tensors(train), _to_tensors(test), classes
+
+
+# --- python layout
+
+
+def _numpy_multiarray():
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    return multiarray
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """`_codecs.encode` as Python 3 protocol-2 pickles use it for bytes; latin-1 only."""
+    if encoding.lower().replace("_", "-") not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _plain_dtype(*args: Any) -> np.dtype:
+    """`numpy.dtype`, refusing object dtypes: CIFAR arrays hold only numbers."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"refused object dtype {dtype}")
+    return dtype
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    multiarray = _numpy_multiarray()
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _plain_dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    return allowed
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds numpy arrays, dicts, lists, strings and numbers, nothing else.
+
+    A pickle can name any importable callable and have it called; a downloaded file must not
+    be able to run code, so every global outside the short allow-list is refused.
+    """
+
+    def __init__(self, file: Any, path: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self.path = path
+        self.allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.allowed:
+            return self.allowed[(module, name)]
+        raise DataError(
+            f"{self.path}: refused to unpickle global '{module}.{name}': a CIFAR pickle holds "
+            f"only numpy arrays, lists, dicts, strings and numbers (corrupt or malicious file)"
+        )
+
+
+def _read_pickle(path: Path) -> dict[str, Any]:
+    """Unpickle one CIFAR file safely and return its dict with str keys."""
+    _file_size(path)
+    with open(path, "rb") as f:
+        try:
+            obj = _CifarUnpickler(f, path).load()
+        except DataError:
+            raise
+        except Exception as e:  # a corrupt pickle can fail in many ways
+            raise DataError(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: holds a {type(obj).__name__}, expected a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _entry(path: Path, d: dict[str, Any], key: str) -> Any:
+    if key not in d:
+        raise DataError(f"{path}: no '{key}' entry (has {sorted(map(str, d))})")
+    return d[key]
+
+
+def _read_python_file(spec: _Spec, path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one pickled batch, after checking dtype, shape and labels."""
+    d = _read_pickle(path)
+    data, labels = _entry(path, d, "data"), _entry(path, d, spec.py_labels)
+    if not (
+        isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.shape == (count, PIXELS)
+    ):
+        got = (
+            f"{data.dtype} array of shape {data.shape}"
+            if isinstance(data, np.ndarray)
+            else type(data).__name__
+        )
+        raise DataError(
+            f"{path}: 'data' is {got}, expected a uint8 array of shape ({count}, {PIXELS})"
+        )
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.shape != (count,):
+        raise DataError(
+            f"{path}: '{spec.py_labels}' is {labels.dtype} of shape {labels.shape}, "
+            f"expected {count} integers"
+        )
+    _check_labels(path, labels, spec.num_classes)
+    return data.reshape(count, 3, 32, 32), labels
+
+
+def _read_python_names(spec: _Spec, path: Path) -> tuple[str, ...]:
+    names = _entry(path, _read_pickle(path), spec.py_names)
+    if not isinstance(names, list | tuple) or not all(isinstance(n, bytes | str) for n in names):
+        raise DataError(f"{path}: '{spec.py_names}' is not a list of strings")
+    decoded = [n.decode("utf-8", errors="replace") if isinstance(n, bytes) else n for n in names]
+    return _check_names(path, decoded, spec.num_classes)
+
+
+def _read_python_layout(spec: _Spec, root: Path):
+    train = [_read_python_file(spec, root / f, spec.train_count) for f in spec.py_train]
+    test = [_read_python_file(spec, root / spec.py_test, spec.test_count)]
+    classes = _read_python_names(spec, root / spec.py_meta)
+    return _to_tensors(train), _to_tensors(test), classes
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def fetch_url(url: str, dest: Path) -> None:
+    """Stream `url` into the file `dest` with a progress bar (any urllib scheme, file:// too)."""
+    from tqdm import tqdm
+
+    with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch_verified(spec: _Spec, archive: Archive, dest: Path, fetch: Callable) -> None:
+    """Download to a temporary name, check the MD5, then rename: `dest` is always whole."""
+    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+    try:
+        fetch(archive.url, part)
+    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
+        part.unlink(missing_ok=True)
+        why = f"downloading {archive.url} failed ({type(e).__name__}: {e})"
+        raise _not_found(spec, dest.parent, why) from e
+    got = _md5(part)
+    if got != archive.md5:
+        part.unlink(missing_ok=True)
+        raise DataError(
+            f"{archive.url}: downloaded file has MD5 {got}, expected {archive.md5}; it was "
+            f"discarded. Retry, or place the data in {dest.parent} yourself (see --data-dir)."
+        )
+    part.replace(dest)
+
+
+def download_cifar(
+    name: str, data_dir: str | os.PathLike[str] | None = None, *, fetch: Callable | None = None
+) -> Path:
+    """Download, verify and extract the official binary archive; return its layout folder.
+
+    An archive already present in the data directory is reused if its MD5 matches. `fetch`
+    (default: `fetch_url`) is injectable so tests and mirrors need no network.
+    """
+    key, spec = _spec(name)
+    directory = resolve_data_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = ARCHIVES[key]
+    dest = directory / archive.filename
+    if not dest.exists():
+        _fetch_verified(spec, archive, dest, fetch or fetch_url)
+    elif (got := _md5(dest)) != archive.md5:
+        raise DataError(
+            f"{dest}: MD5 {got}, expected {archive.md5}; delete the file and retry the download"
+        )
+    return extract_archive(dest, directory, spec.bin_folder)
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo, target: Path) -> PurePosixPath:
+    """Refuse any tar member that could write outside `target` or is not a plain file/folder."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        why = "absolute path" if path.is_absolute() else "'..' in path"
+    elif not (member.isfile() or member.isdir()):
+        why = "link or special file"
+    elif not (target / path).resolve().is_relative_to(target.resolve()):
+        why = "path outside the target folder"
+    else:
+        return path
+    raise DataError(f"{archive}: refusing unsafe archive member {member.name!r} ({why})")
+
+
+def _extract_members(archive: Path, target: Path) -> None:
+    with tarfile.open(archive, "r|*") as tar:
+        for member in tar:
+            out = target / _check_member(archive, member, target)
+            if member.isdir():
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            assert src is not None  # regular file
+            with src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def extract_archive(archive: Path, directory: Path, folder: str) -> Path:
+    """Safely extract `folder` from a tar archive into `directory` and return its path.
+
+    Members are checked one by one (no absolute paths, '..', links or special files) and
+    written as plain files into a scratch folder, which is moved into place only when the
+    whole archive extracted: a failure leaves nothing half-written behind.
+    """
+    archive, directory = Path(archive), Path(directory)
+    scratch = Path(tempfile.mkdtemp(prefix=".extract-", dir=directory))
+    try:
+        _extract_members(archive, scratch)
+        if not (scratch / folder).is_dir():
+            raise DataError(f"{archive}: holds no folder {folder}/")
+        (scratch / folder).rename(directory / folder)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataError(
+            f"{archive}: cannot extract into {directory} ({type(e).__name__}: {e})"
+        ) from e
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return directory / folder
+
+
+# ----------------------------------------------------------------------------- validation split
+
+
+def holdout_validation(data: CIFAR, size: int = 5000, seed: int = 0) -> CIFAR:
+    """Split a class-balanced validation set off the training set, for tuning without test data.
+
+    Returns a CIFAR whose train_* are the remaining training images and whose test_* are
+    `size` held-out training images (size/num_classes per class), chosen by a seeded
+    torch.Generator so the same seed always gives the same split. Both keep the original order.
+    """
+    labels = data.train_labels
+    per_class, rest = divmod(size, data.num_classes)
+    counts = torch.bincount(labels, minlength=data.num_classes)
+    if size <= 0 or rest:
+        raise ValueError(f"size {size} must be a positive multiple of {data.num_classes}")
+    if per_class > int(counts.min()):
+        raise ValueError(
+            f"size {size} needs {per_class} per class; smallest class has {int(counts.min())}"
+        )
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    for c in range(data.num_classes):
+        held[order[labels[order] == c][:per_class]] = True
+    keep = ~held
+    return CIFAR(
+        data.name,
+        data.root,
+        data.train_images[keep].contiguous(),
+        labels[keep],
+        data.train_images[held].contiguous(),
+        labels[held],
+        data.classes,
+    )
