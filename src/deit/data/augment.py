@@ -17,6 +17,12 @@ CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
 
+def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel training-set (mean, std) used to normalise ``name``'s images."""
+    stats = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
+    return stats[name]
+
+
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Crop each image at a random offset from its zero-padded copy.
 

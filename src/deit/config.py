@@ -1,0 +1,154 @@
+"""Run configuration: one dataclass, named presets, ``key=value`` overrides.
+
+A run is fully described by a :class:`TrainConfig`; it is written to the run
+directory as ``config.json`` so any run can be repeated from that file.
+Presets are named starting points; ``--set key=value`` changes single fields
+with the field's own type, and unknown keys fail before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from deit.models import parse_model_name
+
+
+class ConfigError(ValueError):
+    """A configuration the run cannot start with; the message says why."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs, with the defaults of a labels-only run."""
+
+    student: str = "deit_tiny_patch4_32"
+    embed_dim: int = 0  # 0: the size the student's name gives
+    depth: int = 0
+    num_heads: int = 0
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    download: bool = True
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 5e-4  # for a batch of 512; scaled linearly with the batch
+    min_lr: float = 1e-5
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    drop_path_rate: float = 0.1
+    crop_padding: int = 4
+    train_size: int = 0  # 0: the whole training set; else its first N images
+    test_size: int = 0  # 0: the whole test set
+    validation: bool = False  # evaluate on a held-out training slice, not the test set
+    seed: int = 0
+    threads: int = 0  # 0: all cores
+
+    def model_overrides(self) -> dict[str, int]:
+        """The architecture fields set here that replace what the student's name says."""
+        sizes = {"embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads}
+        return {k: v for k, v in sizes.items() if v}
+
+    @property
+    def scaled_lr(self) -> float:
+        """Peak learning rate for this batch size (the paper's lr × batch/512)."""
+        return self.lr * self.batch_size / 512
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "student": "deit_tiny_distilled_patch4_32",
+        "embed_dim": 64,
+        "depth": 4,
+        "num_heads": 2,
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 4e-3,
+        "warmup_epochs": 0.3,
+        "drop_path_rate": 0.0,
+        "train_size": 5000,
+        "test_size": 2000,
+    },
+}
+
+
+def _coerce(name: str, kind: Any, text: str) -> Any:
+    """Parse ``text`` as the type of field ``name``."""
+    kind = str(kind)
+    if "bool" in kind:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {text!r}")
+    if text.lower() == "none" and "None" in kind:
+        return None
+    for caster in (int, float):
+        if caster.__name__ in kind:
+            try:
+                return caster(text)
+            except ValueError:
+                raise ConfigError(f"{name}: expected {caster.__name__}, got {text!r}") from None
+    return text
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Return ``config`` with each ``key=value`` string applied."""
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    changes = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        if key not in types:
+            raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(types))}")
+        changes[key] = _coerce(key, types[key], value)
+    return validate(dataclasses.replace(config, **changes))
+
+
+def from_preset(name: str, **changes: Any) -> TrainConfig:
+    """Build the config of preset ``name`` with ``changes`` applied on top."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **{k: v for k, v in changes.items() if v is not None}}
+    return validate(TrainConfig(**values))
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Reject values no run can use, before any work is done."""
+    positive = ("epochs", "batch_size", "lr")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
+    non_negative = ("min_lr", "warmup_epochs", "weight_decay", "crop_padding", "train_size")
+    for name in (*non_negative, "test_size", "threads", "embed_dim", "depth", "num_heads"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0 <= config.drop_path_rate < 1:
+        raise ConfigError(f"drop_path_rate must be in [0, 1), got {config.drop_path_rate}")
+    try:
+        size = {**parse_model_name(config.student), **config.model_overrides()}
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if size["embed_dim"] % size["num_heads"]:
+        raise ConfigError(
+            f"embed_dim {size['embed_dim']} is not divisible by {size['num_heads']} heads"
+        )
+    if config.dataset not in ("cifar10", "cifar100"):
+        raise ConfigError(f"dataset must be cifar10 or cifar100, got {config.dataset!r}")
+    return config
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write ``config`` as JSON, the record needed to rerun it."""
+    path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+
+
+def load_config(path: Path) -> TrainConfig:
+    """Read a config written by :func:`save_config`."""
+    return validate(TrainConfig(**json.loads(Path(path).read_text())))

@@ -1,0 +1,126 @@
+"""One epoch of training and the evaluation of every head.
+
+The optimisation recipe follows DeiT: AdamW without weight decay on norms,
+biases, position embedding and tokens; a per-step linear warm-up, then a
+cosine decay to a floor.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from deit.data.augment import normalize
+from deit.data.loader import BatchLoader
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split parameters into a decayed group and an undecayed one, as DeiT does.
+
+    Norm weights, biases (every 0-d or 1-d tensor) and the names the model lists
+    in ``no_weight_decay()`` (position embedding, class/distillation tokens) are
+    not decayed: shrinking them towards zero only hurts.
+    """
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def cosine_lr(step: int, total: int, warmup: int, peak: float, floor: float) -> float:
+    """Learning rate at ``step``: linear warm-up to ``peak``, cosine decay to ``floor``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: BatchLoader,
+    augment: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    lr_at: Callable[[int], float],
+    first_step: int,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    label_smoothing: float,
+    desc: str = "train",
+) -> dict[str, float]:
+    """Train ``model`` for one pass of ``loader``; return mean loss, images, seconds.
+
+    ``lr_at`` maps the global step to a learning rate, set before each step.
+    A non-finite loss raises ``FloatingPointError`` at once, before the
+    optimizer can spread it into the weights.
+    """
+    model.train()
+    total_loss, images_seen, start = 0.0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    for i, (images, labels) in enumerate(bar):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(first_step + i)
+        x = normalize(augment(images), mean, std)
+        outputs = model(x)
+        if isinstance(outputs, tuple):  # distilled student: both heads learn the labels
+            loss = sum(F.cross_entropy(o, labels, label_smoothing=label_smoothing) for o in outputs)
+            loss = loss / len(outputs)
+        else:
+            loss = F.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {first_step + i}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(labels)
+        images_seen += len(labels)
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(
+            loss=f"{total_loss / images_seen:.3f}", img_s=f"{images_seen / elapsed:.0f}"
+        )
+    seconds = time.perf_counter() - start
+    return {"loss": total_loss / images_seen, "images": images_seen, "seconds": seconds}
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 500,
+) -> dict[str, float]:
+    """Top-1 accuracy in percent of every head: ``cls``, and ``dist``/``avg`` if distilled.
+
+    One forward pass per batch serves all heads.
+    """
+    was_training = model.training
+    model.eval()
+    distilled = getattr(model, "distilled", False)
+    correct: dict[str, int] = {}
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start : start + batch_size], mean, std)
+        y = labels[start : start + batch_size]
+        if distilled:
+            cls, dist = model(x, head="both")
+            heads = {"cls": cls, "dist": dist, "avg": (cls + dist) / 2}
+        else:
+            heads = {"cls": model(x)}
+        for name, logits in heads.items():
+            correct[name] = correct.get(name, 0) + int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return {name: 100.0 * c / len(images) for name, c in correct.items()}

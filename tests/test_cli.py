@@ -1,0 +1,66 @@
+"""The command line as a user meets it: help, errors, and a real smoke run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deit.cli import main
+
+
+def deit(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "deit", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_help_lists_the_working_subcommands():
+    result = deit("--help")
+    assert result.returncode == 0
+    assert "train" in result.stdout and "data" in result.stdout
+    for command in ("train", "data"):
+        assert deit(command, "--help").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "smoke", "--set", "nonsense=1"], "unknown config key"),
+        (["--preset", "smoke", "--set", "lr=-1"], "lr must be positive"),
+        (["--student", "deit_huge_patch4_32"], "deit_huge_patch4_32"),
+    ],
+)
+def test_bad_train_config_fails_with_one_line_and_exit_2(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists(), "no work may start on a bad config"
+
+
+def test_missing_data_without_download_is_a_clear_error(tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tmp_path), "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "cifar-10-batches-bin" in err
+
+
+def test_data_command_describes_real_cifar10(cifar_dir, capsys):
+    assert main(["data", "--data-dir", str(cifar_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["train"] == 50000 and report["test"] == 10000
+    assert report["train_per_class"] == [5000] * 10
+
+
+def test_smoke_training_run_writes_the_run_directory(cifar_dir, tmp_path):
+    out = tmp_path / "smoke"
+    args = ["train", "--preset", "smoke", "--data-dir", str(cifar_dir), "--out", str(out)]
+    result = deit(*args, "--student", "deit_tiny_distilled_patch8_32", "--set", "train_size=1024")
+    assert result.returncode == 0, result.stderr
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    record = json.loads(lines[-1])
+    assert set(record["test_top1"]) == {"cls", "dist", "avg"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"][:2] == ["deit", "train"]
+    assert json.loads((out / "config.json").read_text())["train_size"] == 1024
+    assert (out / "checkpoint.pt").exists()
