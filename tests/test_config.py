@@ -10,6 +10,7 @@ from deit.config import (
     from_preset,
     load_config,
     save_config,
+    validate,
 )
 
 
@@ -38,7 +39,13 @@ def test_overrides_take_the_field_type():
 )
 def test_bad_overrides_fail_with_a_clear_message(override, message):
     with pytest.raises(ConfigError, match=message):
-        apply_overrides(TrainConfig(), [override])
+        validate(apply_overrides(TrainConfig(), [override]))
+
+
+def test_tuple_fields_take_comma_lists():
+    from deit.teacher_training import TeacherConfig
+
+    assert apply_overrides(TeacherConfig(), ["widths=32,64,64"]).widths == (32, 64, 64)
 
 
 def test_unknown_preset():

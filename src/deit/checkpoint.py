@@ -16,6 +16,10 @@ from typing import Any
 import torch
 
 
+class CheckpointError(ValueError):
+    """A file that cannot be used as the checkpoint asked for; the message says why."""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
     path = Path(path)
@@ -32,5 +36,18 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`, tensors and plain data only."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Read a checkpoint written by :func:`save_checkpoint`, tensors and plain data only.
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`CheckpointError`
+    for one that is not a readable PyTorch checkpoint (or asks to run code).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or damaged files
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint this project can read "
+            f"(damaged, another format, or it holds code: {type(err).__name__})"
+        ) from None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
-from deit.config import PRESETS, ConfigError, apply_overrides, from_preset
+from deit.checkpoint import CheckpointError, load_checkpoint
+from deit.config import PRESETS, ConfigError, apply_overrides, from_preset, validate
 from deit.data import DataError, load_cifar
 
 EXIT_USAGE = 2
@@ -50,6 +53,44 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     _add_data_args(p)
 
 
+def _teacher_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "teacher",
+        help="train a CNN teacher on CIFAR (resumable)",
+        description="Train a teacher CNN with its own normalisation, for distillation. Writes "
+        "OUT/config.json, OUT/metrics.jsonl, OUT/checkpoint.pt (rewritten atomically every few "
+        "steps) and OUT/summary.json. Resume an interrupted run with --resume OUT.",
+    )
+    p.add_argument("--arch", default="fastcnn", help="teacher architecture: fastcnn or resnet18")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="run directory to write")
+    target.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--epochs", type=int, help="number of epochs (default 16)")
+    p.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any teacher config field, e.g. --set batch_size=512 (repeatable)",
+    )
+    _add_data_args(p)
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="test accuracy of a student or teacher checkpoint",
+        description="Evaluate a checkpoint written by deit train or deit teacher, an exported "
+        ".safetensors teacher, or a shipped teacher name (cifar10-teacher), on the test set.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="PATH_OR_NAME")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (teachers)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data_args(p)
+
+
 def _data_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
@@ -71,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
+    _teacher_parser(sub)
+    _eval_parser(sub)
     _data_parser(sub)
     return parser
 
@@ -87,11 +130,54 @@ def run_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         download=False if args.no_download else None,
     )
-    config = apply_overrides(config, args.overrides)
+    config = validate(apply_overrides(config, args.overrides))
     summary = train(config, args.out, command=["deit", *sys.argv[1:]])
     heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
     print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
     print(f"run directory: {args.out}")
+    return 0
+
+
+def run_teacher(args: argparse.Namespace) -> int:
+    """``deit teacher``: train (or resume) a teacher run."""
+    from deit.teacher_training import (
+        TeacherConfig,
+        config_from_dict,
+        train_teacher,
+        validate_teacher_config,
+    )
+
+    command = ["deit", *sys.argv[1:]]
+    changes = {"arch": args.arch, "epochs": args.epochs, "seed": args.seed}
+    changes |= {"data_dir": args.data_dir, "download": False if args.no_download else None}
+    config = TeacherConfig(**{k: v for k, v in changes.items() if v is not None})
+    try:
+        config = validate_teacher_config(apply_overrides(config, args.overrides))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.resume:
+        saved = config_from_dict(load_checkpoint(Path(args.resume) / "checkpoint.pt")["config"])
+        where = {"data_dir": config.data_dir, "download": config.download}
+        config = dataclasses.replace(saved, **where)
+    summary = train_teacher(
+        config, args.resume or args.out, resume=bool(args.resume), command=command
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``deit eval``: accuracy of a checkpoint on the test set."""
+    from deit.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data_dir, tta=args.tta, download=not args.no_download
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    heads = "  ".join(f"{k} {v:.2f}%" for k, v in result["heads"].items())
+    print(f"{result['checkpoint']} ({result['kind']}): top-1 {result['top1']:.2f}%  {heads}")
     return 0
 
 
@@ -123,7 +209,7 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "data": run_data}
+COMMANDS = {"train": run_train, "teacher": run_teacher, "eval": run_eval, "data": run_data}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
         print(f"deit {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

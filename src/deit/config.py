@@ -12,9 +12,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from deit.models import parse_model_name
+
+C = TypeVar("C")
 
 
 class ConfigError(ValueError):
@@ -76,8 +78,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def _coerce(name: str, kind: Any, text: str) -> Any:
-    """Parse ``text`` as the type of field ``name``."""
+    """Parse ``text`` as the type of field ``name`` (a comma list for tuples)."""
     kind = str(kind)
+    if kind.startswith("tuple"):
+        return tuple(_coerce(name, kind[6:].split(",")[0], v) for v in text.split(","))
     if "bool" in kind:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -95,9 +99,12 @@ def _coerce(name: str, kind: Any, text: str) -> Any:
     return text
 
 
-def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Return ``config`` with each ``key=value`` string applied."""
-    types = {f.name: f.type for f in fields(TrainConfig)}
+def apply_overrides(config: C, overrides: list[str]) -> C:
+    """Return ``config`` (any config dataclass) with each ``key=value`` string applied.
+
+    The result is not validated here; each config type has its own validator.
+    """
+    types = {f.name: f.type for f in fields(config)}
     changes = {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -106,7 +113,7 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
         if key not in types:
             raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(types))}")
         changes[key] = _coerce(key, types[key], value)
-    return validate(dataclasses.replace(config, **changes))
+    return dataclasses.replace(config, **changes)
 
 
 def from_preset(name: str, **changes: Any) -> TrainConfig:
