@@ -32,6 +32,23 @@ def test_random_crop_matches_per_image_reference():
     assert len({(int(a), int(b)) for a, b in zip(dy, dx, strict=True)}) > 1
 
 
+def test_random_crop_reflect_mode_takes_windows_of_the_reflected_image():
+    x = torch.randn(32, 3, 8, 8)
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    out = random_crop(x, 2, torch.Generator().manual_seed(0), mode="reflect")
+    shifts = set()
+    for i in range(len(x)):
+        windows = [(dy, dx) for dy in range(5) for dx in range(5)]
+        match = [
+            w
+            for w in windows
+            if torch.equal(out[i], padded[i, :, w[0] : w[0] + 8, w[1] : w[1] + 8])
+        ]
+        assert match, f"image {i} is not a window of its reflected copy"
+        shifts.add(match[0])
+    assert len(shifts) > 5
+
+
 def test_random_crop_without_padding_is_identity():
     images = batch()
     assert torch.equal(random_crop(images, 0, torch.Generator()), images)

@@ -23,16 +23,20 @@ def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return stats[name]
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Crop each image at a random offset from its zero-padded copy.
+def random_crop(
+    images: torch.Tensor, padding: int, generator: torch.Generator, mode: str = "constant"
+) -> torch.Tensor:
+    """Crop each image at a random offset from its padded copy.
 
     The standard CIFAR translation augmentation (pad by ``padding``, crop
     back to the original size), with an independent offset per image.
+    ``mode`` is ``F.pad``'s: zeros (``"constant"``) or ``"reflect"`` (float
+    images only), which avoids borders the test set never shows.
     """
     if padding == 0:
         return images
     b, _, h, w = images.shape
-    padded = F.pad(images, (padding,) * 4)
+    padded = F.pad(images, (padding,) * 4, mode=mode)
     span = 2 * padding + 1
     dy = torch.randint(span, (b, 1), generator=generator, device=generator.device)
     dx = torch.randint(span, (b, 1), generator=generator, device=generator.device)
