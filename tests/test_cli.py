@@ -3,10 +3,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from deit.cli import main
+from deit.config import PRESETS
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def deit(*args):
@@ -57,10 +61,40 @@ def test_smoke_training_run_writes_the_run_directory(cifar_dir, tmp_path):
     result = deit(*args, "--student", "deit_tiny_distilled_patch8_32", "--set", "train_size=1024")
     assert result.returncode == 0, result.stderr
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == PRESETS["smoke"]["epochs"]
     record = json.loads(lines[-1])
     assert set(record["test_top1"]) == {"cls", "dist", "avg"}
+    assert min(record["test_top1"].values()) > 15, "smoke training should beat chance (10 %)"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["command"][:2] == ["deit", "train"]
     assert json.loads((out / "config.json").read_text())["train_size"] == 1024
     assert (out / "checkpoint.pt").exists()
+
+
+def test_eval_reproduces_the_shipped_teacher_accuracy(cifar_dir):
+    result = deit("eval", "--checkpoint", "cifar10-teacher", "--data-dir", str(cifar_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads(RESULTS.joinpath("teacher", "summary.json").read_text())["test_top1"]
+    assert abs(json.loads(result.stdout)["top1"] - recorded) <= 0.05
+
+
+def test_eval_of_a_student_checkpoint_reports_every_head(cifar_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["--data-dir", str(cifar_dir), "--set", "epochs=1", "--set", "train_size=256"]
+    assert main(["train", "--preset", "smoke", "--out", str(out), *args]) == 0
+    result = deit(
+        "eval", "--checkpoint", str(out / "checkpoint.pt"), "--data-dir", str(cifar_dir), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["kind"] == "student" and set(report["heads"]) == {"cls", "dist", "avg"}
+    assert report["top1"] == report["heads"]["avg"]
+
+
+@pytest.mark.parametrize(
+    "checkpoint, message",
+    [("missing.pt", "no checkpoint at"), ("README.md", "not a PyTorch checkpoint")],
+)
+def test_eval_errors_are_one_clear_line(capsys, checkpoint, message):
+    assert main(["eval", "--checkpoint", str(RESULTS.parent / checkpoint)]) == 2
+    assert message in capsys.readouterr().err

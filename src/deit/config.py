@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_heads": 2,
         "epochs": 3,
         "batch_size": 64,
-        "lr": 4e-3,
+        "lr": 1.6e-2,
         "warmup_epochs": 0.3,
         "drop_path_rate": 0.0,
         "train_size": 5000,
