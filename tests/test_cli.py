@@ -98,3 +98,16 @@ def test_eval_of_a_student_checkpoint_reports_every_head(cifar_dir, tmp_path):
 def test_eval_errors_are_one_clear_line(capsys, checkpoint, message):
     assert main(["eval", "--checkpoint", str(RESULTS.parent / checkpoint)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_teacher_command_trains_a_tiny_teacher_and_rejects_a_bad_arch(cifar_dir, tmp_path, capsys):
+    out = tmp_path / "teacher"
+    tiny = ["--set", "train_size=512", "--set", "test_size=200", "--set", "batch_size=256"]
+    common = ["--epochs", "1", "--data-dir", str(cifar_dir), *tiny]
+    assert main(["teacher", "--out", str(out), *common]) == 0
+    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert "run directory" in capsys.readouterr().out
+    assert main(["teacher", "--arch", "vgg", "--out", str(tmp_path / "bad"), *common]) == 2
+    assert "vgg" in capsys.readouterr().err

@@ -159,10 +159,13 @@ def run_teacher(args: argparse.Namespace) -> int:
         saved = config_from_dict(load_checkpoint(Path(args.resume) / "checkpoint.pt")["config"])
         where = {"data_dir": config.data_dir, "download": config.download}
         config = dataclasses.replace(saved, **where)
-    summary = train_teacher(
-        config, args.resume or args.out, resume=bool(args.resume), command=command
+    out = args.resume or args.out
+    summary = train_teacher(config, out, resume=bool(args.resume), command=command)
+    print(
+        f"done: test top-1 {summary['test_top1']:.2f}% ({summary['test_top1_tta']:.2f}% with "
+        f"test-time augmentation), {summary['train_seconds'] / 60:.1f} min of training"
     )
-    print(json.dumps(summary, indent=2))
+    print(f"run directory: {out}")
     return 0
 
 
