@@ -463,3 +463,12 @@ def test_holdout_on_real_cifar10(cifar10):
     assert len(split.train_labels) == 45000 and len(split.test_labels) == 5000
     assert torch.bincount(split.test_labels).tolist() == [500] * 10
     assert split.test_images.is_contiguous() and split.train_images.is_contiguous()
+
+
+def test_truncate_takes_the_first_rows_and_zero_means_all(cifar10):
+    from deit.data import truncate
+
+    part = truncate(cifar10, train_size=100)
+    assert torch.equal(part.train_images, cifar10.train_images[:100])
+    assert torch.equal(part.train_labels, cifar10.train_labels[:100])
+    assert len(part.test_labels) == len(cifar10.test_labels) == 10000

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from deit.checkpoint import load_checkpoint, save_checkpoint
-from deit.data import BatchLoader, load_cifar
+from deit.data import BatchLoader, load_cifar, truncate
 from deit.data.augment import normalize, random_crop
 from deit.models.teachers import (
     TEACHER_ARCHS,
@@ -316,11 +316,6 @@ def _param_groups(model: nn.Module, config: TeacherConfig) -> list[dict[str, Any
     ]
 
 
-def _first(n: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The first ``n`` rows of each tensor (all of them when ``n`` is 0)."""
-    return tuple(t[:n] if n else t for t in tensors)
-
-
 def _build_model(config: TeacherConfig, num_classes: int, train_x: torch.Tensor) -> nn.Module:
     """A freshly initialised teacher, its whitening layer (if any) set from the data."""
     torch.manual_seed(config.seed)
@@ -348,8 +343,9 @@ class _Run:
         self.session_start = time.perf_counter()
         self.config, self.out = config, out
         data = load_cifar(config.dataset, config.data_dir, download=config.download)
-        self.train_x, self.train_y = _first(config.train_size, data.train_images, data.train_labels)
-        self.test_x, self.test_y = _first(config.test_size, data.test_images, data.test_labels)
+        data = truncate(data, config.train_size, config.test_size)
+        self.train_x, self.train_y = data.train_images, data.train_labels
+        self.test_x, self.test_y = data.test_images, data.test_labels
         self.memory = torch.channels_last if config.channels_last else torch.contiguous_format
         model = _build_model(config, data.num_classes, self.train_x)
         self.model = model.to(memory_format=self.memory)

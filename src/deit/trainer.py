@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from deit.checkpoint import save_checkpoint
 from deit.config import TrainConfig, save_config
-from deit.data import BatchLoader, CropFlip, holdout_validation, load_cifar
+from deit.data import BatchLoader, CropFlip, holdout_validation, load_cifar, truncate
 from deit.data.augment import dataset_stats
 from deit.engine import cosine_lr, evaluate, param_groups, train_one_epoch
 from deit.models import create_model
@@ -38,11 +38,6 @@ def hardware() -> dict[str, Any]:
     return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
-def _first(n: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The first ``n`` rows of each tensor (all of them when ``n`` is 0)."""
-    return tuple(t[:n] if n else t for t in tensors)
-
-
 def train(config: TrainConfig, out: str | Path, command: list[str] | None = None) -> dict:
     """Train ``config.student`` on labels; write the run directory; return the summary.
 
@@ -58,8 +53,9 @@ def train(config: TrainConfig, out: str | Path, command: list[str] | None = None
     data = load_cifar(config.dataset, config.data_dir, download=config.download)
     if config.validation:
         data = holdout_validation(data)
-    train_x, train_y = _first(config.train_size, data.train_images, data.train_labels)
-    test_x, test_y = _first(config.test_size, data.test_images, data.test_labels)
+    data = truncate(data, config.train_size, config.test_size)
+    train_x, train_y = data.train_images, data.train_labels
+    test_x, test_y = data.test_images, data.test_labels
     mean, std = dataset_stats(config.dataset)
 
     model = create_model(

@@ -1,7 +1,14 @@
 """CIFAR data: reading and checking the files, batching, augmentation."""
 
 from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, CropFlip, normalize
-from deit.data.cifar import CIFAR, DataError, holdout_validation, load_cifar, resolve_data_dir
+from deit.data.cifar import (
+    CIFAR,
+    DataError,
+    holdout_validation,
+    load_cifar,
+    resolve_data_dir,
+    truncate,
+)
 from deit.data.loader import BatchLoader
 
 __all__ = [
@@ -15,4 +22,5 @@ __all__ = [
     "load_cifar",
     "normalize",
     "resolve_data_dir",
+    "truncate",
 ]

@@ -20,7 +20,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "holdout_validation",
     "load_cifar",
     "resolve_data_dir",
+    "truncate",
 ]
 
 PIXELS = 3 * 32 * 32  # bytes per image: 1024 red, 1024 green, 1024 blue, row-major 32×32
@@ -527,6 +528,20 @@ def extract_archive(archive: Path, directory: Path, folder: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- validation split
+
+
+def truncate(data: CIFAR, train_size: int = 0, test_size: int = 0) -> CIFAR:
+    """The first ``train_size`` training and ``test_size`` test images (0: all of them).
+
+    For quick runs and tests on a slice of the real data.
+    """
+    return replace(
+        data,
+        train_images=data.train_images[: train_size or None],
+        train_labels=data.train_labels[: train_size or None],
+        test_images=data.test_images[: test_size or None],
+        test_labels=data.test_labels[: test_size or None],
+    )
 
 
 def holdout_validation(data: CIFAR, size: int = 5000, seed: int = 0) -> CIFAR:
