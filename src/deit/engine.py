@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from deit.data.augment import normalize
 from deit.data.loader import BatchLoader
+from deit.distill import distillation_loss
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -73,12 +73,7 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(first_step + i)
         x = normalize(augment(images), mean, std)
-        outputs = model(x)
-        if isinstance(outputs, tuple):  # distilled student: both heads learn the labels
-            loss = sum(F.cross_entropy(o, labels, label_smoothing=label_smoothing) for o in outputs)
-            loss = loss / len(outputs)
-        else:
-            loss = F.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
+        loss = distillation_loss(model(x), labels, None, "none", label_smoothing=label_smoothing)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {first_step + i}")
         optimizer.zero_grad(set_to_none=True)
