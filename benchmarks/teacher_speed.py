@@ -24,7 +24,7 @@ from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from deit.engine import param_groups
 from deit.models import create_model
 from deit.models.teachers import Teacher, fold_batchnorm, load_teacher
-from deit.trainer import hardware
+from deit.hardware import hardware
 
 
 def best_seconds(fn, repeats: int) -> float:

@@ -40,6 +40,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting config")
     p.add_argument("--student", help="model name, e.g. deit_tiny_distilled_patch4_32")
     p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument(
+        "--distillation",
+        choices=["none", "soft", "hard"],
+        help="loss: labels only, or soft/hard distillation from --teacher (default: none)",
+    )
+    p.add_argument(
+        "--teacher",
+        help="shipped teacher name or checkpoint path (default: cifar10-teacher)",
+    )
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
     p.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
     p.add_argument(
@@ -125,6 +134,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = from_preset(
         args.preset,
         student=args.student,
+        distillation=args.distillation,
+        teacher=args.teacher,
         epochs=args.epochs,
         seed=args.seed,
         data_dir=args.data_dir,

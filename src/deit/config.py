@@ -31,6 +31,10 @@ class TrainConfig:
     embed_dim: int = 0  # 0: the size the student's name gives
     depth: int = 0
     num_heads: int = 0
+    distillation: str = "none"  # none, soft or hard (the paper's losses)
+    teacher: str = "cifar10-teacher"  # shipped name or checkpoint path; used unless "none"
+    distillation_alpha: float | None = None  # None: the paper's (soft 0.1, hard 0.5)
+    distillation_tau: float = 3.0
     dataset: str = "cifar10"
     data_dir: str | None = None
     download: bool = True
@@ -146,6 +150,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"embed_dim {size['embed_dim']} is not divisible by {size['num_heads']} heads"
         )
+    if config.distillation not in ("none", "soft", "hard"):
+        raise ConfigError(f"distillation must be none, soft or hard, got {config.distillation!r}")
+    alpha = config.distillation_alpha
+    if alpha is not None and not 0 <= alpha <= 1:
+        raise ConfigError(f"distillation_alpha must be in [0, 1], got {alpha}")
+    if config.distillation_tau <= 0:
+        raise ConfigError(f"distillation_tau must be positive, got {config.distillation_tau}")
     if config.dataset not in ("cifar10", "cifar100"):
         raise ConfigError(f"dataset must be cifar10 or cifar100, got {config.dataset!r}")
     return config

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -17,7 +18,6 @@ from tqdm import tqdm
 
 from deit.data.augment import normalize
 from deit.data.loader import BatchLoader
-from deit.distill import distillation_loss
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -57,12 +57,14 @@ def train_one_epoch(
     *,
     mean: tuple[float, ...],
     std: tuple[float, ...],
-    label_smoothing: float,
+    loss_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor],
     desc: str = "train",
 ) -> dict[str, float]:
     """Train ``model`` for one pass of ``loader``; return mean loss, images, seconds.
 
     ``lr_at`` maps the global step to a learning rate, set before each step.
+    ``loss_fn(outputs, labels, x)`` gets the student's outputs and the very
+    batch ``x`` the student saw, so a teacher can be fed exactly that batch.
     A non-finite loss raises ``FloatingPointError`` at once, before the
     optimizer can spread it into the weights.
     """
@@ -73,7 +75,7 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(first_step + i)
         x = normalize(augment(images), mean, std)
-        loss = distillation_loss(model(x), labels, None, "none", label_smoothing=label_smoothing)
+        loss = loss_fn(model(x), labels, x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {first_step + i}")
         optimizer.zero_grad(set_to_none=True)
@@ -98,10 +100,13 @@ def evaluate(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     batch_size: int = 500,
+    reference: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Top-1 accuracy in percent of every head: ``cls``, and ``dist``/``avg`` if distilled.
 
-    One forward pass per batch serves all heads.
+    One forward pass per batch serves all heads. With ``reference`` (e.g. the
+    teacher's predicted classes) the result also has ``agreement``: the percent
+    of images where the model's default prediction (``avg`` or ``cls``) equals it.
     """
     was_training = model.training
     model.eval()
@@ -115,6 +120,10 @@ def evaluate(
             heads = {"cls": cls, "dist": dist, "avg": (cls + dist) / 2}
         else:
             heads = {"cls": model(x)}
+        if reference is not None:
+            default = heads.get("avg", heads["cls"]).argmax(1)
+            agree = default == reference[start : start + batch_size]
+            correct["agreement"] = correct.get("agreement", 0) + int(agree.sum())
         for name, logits in heads.items():
             correct[name] = correct.get(name, 0) + int((logits.argmax(1) == y).sum())
     model.train(was_training)

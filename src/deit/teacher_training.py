@@ -37,6 +37,7 @@ from tqdm import tqdm
 from deit.checkpoint import load_checkpoint, save_checkpoint
 from deit.data import BatchLoader, load_cifar, truncate
 from deit.data.augment import normalize, random_crop
+from deit.hardware import hardware
 from deit.models.teachers import (
     TEACHER_ARCHS,
     CheckpointError,
@@ -48,7 +49,6 @@ from deit.models.teachers import (
     param_count,
     teacher_spec,
 )
-from deit.trainer import hardware
 
 __all__ = [
     "AltFlipTranslate",

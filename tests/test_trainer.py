@@ -1,0 +1,56 @@
+"""Distillation wiring of deit.train: the teacher's inputs, its checks, a real run."""
+
+import json
+
+import pytest
+import torch
+
+from deit import trainer
+from deit.config import ConfigError, from_preset
+from deit.models.teachers import FastCNN
+
+
+class SpyTeacher(torch.nn.Module):
+    """Records the batches it is fed and answers fixed logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return torch.zeros(len(x), 10)
+
+
+def test_the_teacher_sees_exactly_the_students_batch():
+    config = from_preset("smoke", distillation="hard")
+    spy = SpyTeacher()
+    loss_fn = trainer._loss_fn(config, spy)
+    x = torch.randn(4, 3, 32, 32)
+    outputs = (torch.randn(4, 10, requires_grad=True), torch.randn(4, 10, requires_grad=True))
+    loss = loss_fn(outputs, torch.tensor([0, 1, 2, 3]), x)
+    assert len(spy.seen) == 1 and torch.equal(spy.seen[0], x)
+    loss.backward()
+    assert outputs[1].grad is not None
+
+
+def test_no_teacher_is_loaded_without_distillation(monkeypatch):
+    monkeypatch.setattr(trainer, "load_teacher", lambda name: pytest.fail("loaded a teacher"))
+    assert trainer._teacher(from_preset("smoke"), 10, (0.5,) * 3, (0.2,) * 3) is None
+
+
+def test_a_teacher_with_another_class_count_is_refused(monkeypatch):
+    monkeypatch.setattr(trainer, "load_teacher", lambda name: FastCNN(num_classes=5).eval())
+    with pytest.raises(ConfigError, match="predicts 5 classes"):
+        trainer._teacher(from_preset("smoke", distillation="soft"), 10, (0.5,) * 3, (0.2,) * 3)
+
+
+def test_hard_distillation_run_records_teacher_accuracy_and_agreement(cifar_dir, tmp_path):
+    config = from_preset(
+        "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=1, train_size=512
+    )
+    summary = trainer.train(config, tmp_path / "run")
+    assert summary["teacher_top1"] > 90, "the shipped teacher must see its own inputs"
+    assert 0 <= summary["teacher_agreement"] <= 100
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["teacher_agreement"] == summary["teacher_agreement"]
