@@ -22,9 +22,9 @@ import torch
 
 from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from deit.engine import param_groups
+from deit.hardware import hardware
 from deit.models import create_model
 from deit.models.teachers import Teacher, fold_batchnorm, load_teacher
-from deit.hardware import hardware
 
 
 def best_seconds(fn, repeats: int) -> float:
