@@ -10,8 +10,16 @@ import time
 from pathlib import Path
 
 from deit.checkpoint import CheckpointError, load_checkpoint
-from deit.config import PRESETS, ConfigError, apply_overrides, from_preset, validate
+from deit.config import (
+    PRESETS,
+    ConfigError,
+    apply_overrides,
+    from_preset,
+    load_config,
+    validate,
+)
 from deit.data import DataError, load_cifar
+from deit.trainer import RunInterrupted, train
 
 EXIT_USAGE = 2
 
@@ -39,7 +47,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting config")
     p.add_argument("--student", help="model name, e.g. deit_tiny_distilled_patch4_32")
-    p.add_argument("--out", required=True, help="run directory to write")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="run directory to write")
+    target.add_argument(
+        "--resume", metavar="DIR", help="continue the interrupted run in DIR (its config.json)"
+    )
     p.add_argument(
         "--distillation",
         choices=["none", "soft", "hard"],
@@ -129,8 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args: argparse.Namespace) -> int:
     """``deit train``: build the config from preset, flags and overrides; train."""
-    from deit.trainer import train
-
     config = from_preset(
         args.preset,
         student=args.student,
@@ -142,10 +152,15 @@ def run_train(args: argparse.Namespace) -> int:
         download=False if args.no_download else None,
     )
     config = validate(apply_overrides(config, args.overrides))
-    summary = train(config, args.out, command=["deit", *sys.argv[1:]])
+    if args.resume:
+        saved = load_config(Path(args.resume) / "config.json")
+        where = {"data_dir": config.data_dir, "download": config.download}
+        config = dataclasses.replace(saved, **where)
+    out = args.resume or args.out
+    summary = train(config, out, command=["deit", *sys.argv[1:]], resume=bool(args.resume))
     heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
     print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
-    print(f"run directory: {args.out}")
+    print(f"run directory: {out}")
     return 0
 
 
@@ -234,6 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
         print(f"deit {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except FloatingPointError as err:
+        print(
+            f"deit {args.command}: stopped: {err}; the last good checkpoint is kept",
+            file=sys.stderr,
+        )
+        return 1
+    except RunInterrupted as err:
+        print(f"deit {args.command}: {err}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"deit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -17,7 +17,6 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from deit.data.augment import normalize
-from deit.data.loader import BatchLoader
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -49,7 +48,7 @@ def cosine_lr(step: int, total: int, warmup: int, peak: float, floor: float) -> 
 
 def train_one_epoch(
     model: nn.Module,
-    loader: BatchLoader,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     augment: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     lr_at: Callable[[int], float],
@@ -58,37 +57,45 @@ def train_one_epoch(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     loss_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor],
+    stop: Callable[[], bool] = lambda: False,
     desc: str = "train",
+    total: int | None = None,
 ) -> dict[str, float]:
-    """Train ``model`` for one pass of ``loader``; return mean loss, images, seconds.
+    """Train ``model`` on ``batches``; return the loss sum, images, steps and seconds.
 
     ``lr_at`` maps the global step to a learning rate, set before each step.
     ``loss_fn(outputs, labels, x)`` gets the student's outputs and the very
     batch ``x`` the student saw, so a teacher can be fed exactly that batch.
-    A non-finite loss raises ``FloatingPointError`` at once, before the
-    optimizer can spread it into the weights.
+    ``stop()`` is asked after every step; when it says so the epoch ends
+    early (the caller checkpoints). A non-finite loss raises
+    ``FloatingPointError`` at once, before the optimizer can spread it into
+    the weights. Sums rather than means are returned so that the parts of an
+    epoch split by an interruption add up.
     """
     model.train()
-    total_loss, images_seen, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
-    for i, (images, labels) in enumerate(bar):
+    loss_sum, images_seen, steps, start = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(batches, desc=desc, total=total, leave=False, dynamic_ncols=True)
+    for images, labels in bar:
+        step = first_step + steps
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(first_step + i)
+            group["lr"] = lr_at(step)
         x = normalize(augment(images), mean, std)
         loss = loss_fn(model(x), labels, x)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {first_step + i}")
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(labels)
+        loss_sum += loss.item() * len(labels)
         images_seen += len(labels)
+        steps += 1
         elapsed = time.perf_counter() - start
-        bar.set_postfix(
-            loss=f"{total_loss / images_seen:.3f}", img_s=f"{images_seen / elapsed:.0f}"
-        )
+        bar.set_postfix(loss=f"{loss_sum / images_seen:.3f}", img_s=f"{images_seen / elapsed:.0f}")
+        if stop():
+            break
+    bar.close()
     seconds = time.perf_counter() - start
-    return {"loss": total_loss / images_seen, "images": images_seen, "seconds": seconds}
+    return {"loss_sum": loss_sum, "images": images_seen, "steps": steps, "seconds": seconds}
 
 
 @torch.inference_mode()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from deit.checkpoint import CheckpointError, save_checkpoint
+from deit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from deit.config import ConfigError, TrainConfig, save_config
 from deit.data import BatchLoader, CropFlip, holdout_validation, load_cifar, truncate
 from deit.data.augment import dataset_stats
@@ -26,6 +28,98 @@ from deit.hardware import hardware
 from deit.models import create_model
 from deit.models.teachers import Teacher, load_teacher
 from deit.teacher_training import predict
+
+
+class RunInterrupted(Exception):
+    """A run stopped by SIGINT/SIGTERM after saving its checkpoint."""
+
+    def __init__(self, out: Path, step: int, total: int):
+        super().__init__(
+            f"interrupted at step {step} of {total}; checkpoint saved. "
+            f"Continue with: deit train --resume {out}"
+        )
+
+
+class StopOnSignal:
+    """Context manager turning SIGINT/SIGTERM into a flag the training loop polls.
+
+    The loop finishes its current step, saves a checkpoint and stops, instead
+    of dying mid-write. A second signal falls through to the default action.
+    """
+
+    def __enter__(self) -> StopOnSignal:
+        self.raised = False
+        self.previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread():
+            for s in self.previous:
+                signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+        signal.signal(signum, self.previous[signum])
+
+    def __call__(self) -> bool:
+        return self.raised
+
+    def __exit__(self, *exc) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s, handler in self.previous.items():
+                signal.signal(s, handler)
+
+
+def _zero_stats() -> dict[str, float]:
+    """Running sums of an epoch in progress."""
+    return {"loss_sum": 0.0, "images": 0, "steps": 0, "seconds": 0.0}
+
+
+def _save(run: dict, path: Path, config: TrainConfig, step: int, partial: dict, wall: float):
+    """Write everything a resumed run needs to continue on the same trajectory."""
+    state = {name: part.state_dict() for name, part in run.items()}
+    state |= {"torch_rng": torch.get_rng_state(), "step": step, "partial": partial}
+    state |= {"wall_seconds": wall, "config": dataclasses.asdict(config)}
+    save_checkpoint(state, path)
+
+
+def _restore(run: dict, path: Path, config: TrainConfig) -> tuple[int, dict, float]:
+    """Load a checkpoint written by :func:`_save`; return (step, partial sums, wall time)."""
+    state = load_checkpoint(path)
+    if state.get("config", {}).get("student") != config.student:
+        raise ConfigError(f"{path} is not a checkpoint of this run's student {config.student}")
+    for name, part in run.items():
+        part.load_state_dict(state[name])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["partial"], state["wall_seconds"]
+
+
+def _keep_metrics(path: Path, epochs: int) -> dict:
+    """Drop metric lines of epochs the checkpoint does not contain; return the last kept."""
+    lines = path.read_text().splitlines()[:epochs] if path.exists() else []
+    path.write_text("".join(line + "\n" for line in lines))
+    return json.loads(lines[-1]) if lines else {}
+
+
+def _epoch_record(epoch: int, lr: float, sums: dict, top1: dict) -> dict:
+    """One line of metrics.jsonl."""
+    agreement = top1.pop("agreement", None)
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": sums["loss_sum"] / sums["images"],
+        "test_top1": top1,
+        "teacher_agreement": agreement,
+        "seconds": sums["seconds"],
+        "img_per_s": sums["images"] / sums["seconds"],
+    }
+
+
+def _print_epoch(record: dict, epochs: int) -> None:
+    """The one line per epoch shown under the progress bar."""
+    heads = "  ".join(f"{k} {v:.2f}%" for k, v in record["test_top1"].items())
+    tqdm.write(
+        f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  {heads}  "
+        f"{record['img_per_s']:.0f} img/s"
+    )
 
 
 def _teacher(
@@ -64,7 +158,9 @@ def _loss_fn(config: TrainConfig, teacher: Teacher | None):
     return loss
 
 
-def train(config: TrainConfig, out: str | Path, command: list[str] | None = None) -> dict:
+def train(
+    config: TrainConfig, out: str | Path, command: list[str] | None = None, resume: bool = False
+) -> dict:
     """Train ``config.student``; write the run directory ``out``; return the summary.
 
     The loss is ``config.distillation`` (none, soft or hard) from
@@ -74,6 +170,12 @@ def train(config: TrainConfig, out: str | Path, command: list[str] | None = None
     training set) after each epoch, with the teacher–student agreement.
     A teacher that cannot be loaded or predicts another number of classes
     raises ``ConfigError`` before the run directory is created.
+
+    The checkpoint is rewritten atomically after every epoch and when SIGINT
+    or SIGTERM arrives (then :class:`RunInterrupted` is raised); with
+    ``resume=True`` the run continues from it on the same trajectory, so a
+    run killed at any moment and resumed ends with the same weights as one
+    never interrupted (same machine and thread count).
     """
     out = Path(out)
     if config.threads:
@@ -104,59 +206,56 @@ def train(config: TrainConfig, out: str | Path, command: list[str] | None = None
     def lr_at(step: int) -> float:
         return cosine_lr(step, total, warmup, config.scaled_lr, config.min_lr)
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.json")
-    metrics_path = out / "metrics.jsonl"
-    metrics_path.write_text("")
+    run = {"model": model, "optimizer": optimizer, "augment": augment}
+    step, partial, wall_before = 0, _zero_stats(), 0.0
+    metrics_path, record = out / "metrics.jsonl", {}
+    if resume:
+        step, partial, wall_before = _restore(run, out / "checkpoint.pt", config)
+        record = _keep_metrics(metrics_path, step // steps)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.json")
+        metrics_path.write_text("")
     start = time.perf_counter()
-    for epoch in range(config.epochs):
-        loader.set_epoch(epoch)
-        stats = train_one_epoch(
-            model, loader, augment, optimizer, lr_at, epoch * steps,
-            mean=mean, std=std, loss_fn=_loss_fn(config, teacher),
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-        )  # fmt: skip
-        top1 = evaluate(model, test_x, test_y, mean=mean, std=std, reference=teacher_pred)
-        agreement = top1.pop("agreement", None)
-        record = {
-            "epoch": epoch + 1,
-            "lr": lr_at((epoch + 1) * steps - 1),
-            "train_loss": stats["loss"],
-            "test_top1": top1,
-            "teacher_agreement": agreement,
-            "seconds": stats["seconds"],
-            "img_per_s": stats["images"] / stats["seconds"],
-        }
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "augment": augment.state_dict(),
-                "epoch": epoch + 1,
-                "config": dataclasses.asdict(config),
-            },
-            out / "checkpoint.pt",
-        )
-        heads = "  ".join(f"{k} {v:.2f}%" for k, v in top1.items())
-        tqdm.write(
-            f"epoch {epoch + 1}/{config.epochs}  loss {stats['loss']:.4f}  {heads}  "
-            f"{record['img_per_s']:.0f} img/s"
-        )
+
+    def save(at_step: int, stats: dict[str, float]) -> None:
+        wall = wall_before + time.perf_counter() - start
+        _save(run, out / "checkpoint.pt", config, at_step, stats, wall)
+
+    with StopOnSignal() as stop:
+        for epoch in range(step // steps, config.epochs):
+            loader.set_epoch(epoch)
+            offset = step - epoch * steps
+            stats = train_one_epoch(
+                model, loader.iter_from(offset), augment, optimizer, lr_at, step,
+                mean=mean, std=std, loss_fn=_loss_fn(config, teacher), stop=stop,
+                desc=f"epoch {epoch + 1}/{config.epochs}", total=steps - offset,
+            )  # fmt: skip
+            step += stats["steps"]
+            partial = {k: partial[k] + stats[k] for k in partial}
+            if step < (epoch + 1) * steps:  # stopped by a signal mid-epoch
+                save(step, partial)
+                raise RunInterrupted(out, step, total)
+            top1 = evaluate(model, test_x, test_y, mean=mean, std=std, reference=teacher_pred)
+            record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            partial = _zero_stats()
+            save(step, partial)
+            _print_epoch(record, config.epochs)
     teacher_top1 = None
     if teacher_pred is not None:
         teacher_top1 = 100.0 * (teacher_pred == test_y).float().mean().item()
     summary = {
         "student": config.student,
-        "test_top1": top1,
+        "test_top1": record.get("test_top1"),
         "distillation": config.distillation,
         "teacher": config.teacher if teacher is not None else None,
         "teacher_top1": teacher_top1,
-        "teacher_agreement": agreement,
+        "teacher_agreement": record.get("teacher_agreement"),
         "evaluated_on": "validation" if config.validation else "test",
         "epochs": config.epochs,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": wall_before + time.perf_counter() - start,
         "hardware": hardware(),
         "command": command or sys.argv,
     }

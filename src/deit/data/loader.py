@@ -88,7 +88,11 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield the epoch's batches as views gathered on the data's device."""
+        return self.iter_from(0)
+
+    def iter_from(self, first_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the epoch's batches from number ``first_batch`` on (to resume mid-epoch)."""
         order = self.indices().to(self.images.device)
-        for start in range(0, len(order), self.batch_size):
+        for start in range(first_batch * self.batch_size, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.images[idx], self.labels[idx]
