@@ -54,3 +54,23 @@ def test_hard_distillation_run_records_teacher_accuracy_and_agreement(cifar_dir,
     assert 0 <= summary["teacher_agreement"] <= 100
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["teacher_agreement"] == summary["teacher_agreement"]
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    cifar_dir, tmp_path, monkeypatch
+):
+    config = from_preset("smoke", data_dir=str(cifar_dir), epochs=2, train_size=256, test_size=100)
+    steps_per_epoch = 256 // config.batch_size
+    real, calls = trainer.distillation_loss, []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) > steps_per_epoch + 1 else loss
+
+    monkeypatch.setattr(trainer, "distillation_loss", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        trainer.train(config, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == steps_per_epoch
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
