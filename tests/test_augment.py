@@ -3,10 +3,11 @@
 import torch
 import torch.nn.functional as F
 
+from deit.data import augment as aug
 from deit.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    CropFlip,
+    TrainAugment,
     normalize,
     random_crop,
     random_hflip,
@@ -71,20 +72,26 @@ def test_normalize_per_channel():
     assert torch.allclose(out[0, :, 0, 0], expected)
 
 
-def test_cropflip_state_replays_exactly():
-    images = batch()
-    aug = CropFlip(padding=4, seed=1)
-    aug(images)
+def test_train_augment_state_replays_exactly():
+    images, labels = batch(), torch.arange(16) % 10
+    full = dict(randaugment_ops=2, erasing=0.25, mixup=0.8, cutmix=1.0, label_smoothing=0.1)
+    aug = TrainAugment(10, CIFAR10_MEAN, CIFAR10_STD, seed=1, **full)
+    aug(images, labels)
     state = aug.state_dict()
-    first = aug(images)
+    x, targets = aug(images, labels)
     aug.load_state_dict(state)
-    assert torch.equal(aug(images), first)
-    assert not torch.equal(CropFlip(padding=4, seed=2)(images), CropFlip(padding=4, seed=1)(images))
+    x2, targets2 = aug(images, labels)
+    assert torch.equal(x, x2) and torch.equal(targets, targets2)
+    assert targets.shape == (16, 10) and torch.allclose(targets.sum(1), torch.ones(16))
+    other = TrainAugment(10, CIFAR10_MEAN, CIFAR10_STD, seed=2, **full)
+    assert not torch.equal(other(images, labels)[0], x)
 
 
-# --- Mixup / CutMix, RandAugment, random erasing -------------------------
-
-from deit.data import augment as aug  # noqa: E402
+def test_train_augment_without_mixing_passes_class_indices():
+    images, labels = batch(), torch.arange(16) % 10
+    x, targets = TrainAugment(10, CIFAR10_MEAN, CIFAR10_STD)(images, labels)
+    assert x.dtype == torch.float32 and x.shape == images.shape
+    assert torch.equal(targets, labels)
 
 
 def gen(seed=0):

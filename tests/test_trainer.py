@@ -74,3 +74,29 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["step"] == steps_per_epoch
     assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_the_teacher_sees_the_mixed_batch_the_student_sees(cifar_dir, tmp_path, monkeypatch):
+    seen = {}
+    real_loss_fn = trainer._loss_fn
+
+    def recording_loss_fn(config, teacher):
+        inner = real_loss_fn(config, teacher)
+
+        def loss(outputs, targets, x):
+            seen.setdefault("x", x.clone())
+            seen.setdefault("targets", targets)
+            seen.setdefault("teacher", teacher.adapt(x).clone())
+            return inner(outputs, targets, x)
+
+        return loss
+
+    monkeypatch.setattr(trainer, "_loss_fn", recording_loss_fn)
+    config = from_preset(
+        "smoke", distillation="soft", data_dir=str(cifar_dir), epochs=1, train_size=128,
+        test_size=100, mixup=0.8, cutmix=1.0,
+    )  # fmt: skip
+    trainer.train(config, tmp_path / "run")
+    assert seen["targets"].dtype == torch.float32, "Mixup/CutMix must give soft targets"
+    # Same statistics for student and teacher: the wrapper's conversion is the identity here.
+    assert torch.allclose(seen["teacher"], seen["x"], atol=1e-5)

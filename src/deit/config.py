@@ -47,6 +47,11 @@ class TrainConfig:
     label_smoothing: float = 0.1
     drop_path_rate: float = 0.1
     crop_padding: int = 4
+    randaugment_ops: int = 0  # 0: off; the paper uses 2 ops at magnitude 9
+    randaugment_magnitude: float = 9.0
+    random_erasing: float = 0.0  # probability per image; the paper uses 0.25
+    mixup: float = 0.0  # Beta(α, α) of Mixup; 0: off (the paper: 0.8)
+    cutmix: float = 0.0  # Beta(α, α) of CutMix; 0: off (the paper: 1.0)
     train_size: int = 0  # 0: the whole training set; else its first N images
     test_size: int = 0  # 0: the whole test set
     validation: bool = False  # evaluate on a held-out training slice, not the test set
@@ -135,11 +140,14 @@ def validate(config: TrainConfig) -> TrainConfig:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
     non_negative = ("min_lr", "warmup_epochs", "weight_decay", "crop_padding", "train_size")
+    non_negative += ("randaugment_ops", "randaugment_magnitude", "mixup", "cutmix")
     for name in (*non_negative, "test_size", "threads", "embed_dim", "depth", "num_heads"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0 <= config.random_erasing <= 1:
+        raise ConfigError(f"random_erasing must be in [0, 1], got {config.random_erasing}")
     if not 0 <= config.drop_path_rate < 1:
         raise ConfigError(f"drop_path_rate must be in [0, 1), got {config.drop_path_rate}")
     try:

@@ -49,13 +49,11 @@ def cosine_lr(step: int, total: int, warmup: int, peak: float, floor: float) -> 
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    augment: Callable[[torch.Tensor], torch.Tensor],
+    augment: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     lr_at: Callable[[int], float],
     first_step: int,
     *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
     loss_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor],
     stop: Callable[[], bool] = lambda: False,
     desc: str = "train",
@@ -63,6 +61,8 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """Train ``model`` on ``batches``; return the loss sum, images, steps and seconds.
 
+    ``augment(images, labels)`` turns a uint8 batch into the model's input
+    and the targets (class indices, or soft targets under Mixup/CutMix).
     ``lr_at`` maps the global step to a learning rate, set before each step.
     ``loss_fn(outputs, labels, x)`` gets the student's outputs and the very
     batch ``x`` the student saw, so a teacher can be fed exactly that batch.
@@ -79,8 +79,8 @@ def train_one_epoch(
         step = first_step + steps
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        x = normalize(augment(images), mean, std)
-        loss = loss_fn(model(x), labels, x)
+        x, targets = augment(images, labels)
+        loss = loss_fn(model(x), targets, x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)

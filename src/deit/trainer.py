@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from deit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from deit.config import ConfigError, TrainConfig, save_config
-from deit.data import BatchLoader, CropFlip, holdout_validation, load_cifar, truncate
+from deit.data import BatchLoader, TrainAugment, holdout_validation, load_cifar, truncate
 from deit.data.augment import dataset_stats
 from deit.distill import distillation_loss
 from deit.engine import cosine_lr, evaluate, param_groups, train_one_epoch
@@ -143,16 +143,18 @@ def _teacher(
 def _loss_fn(config: TrainConfig, teacher: Teacher | None):
     """``loss(outputs, labels, x)``: the configured loss; the teacher sees the student's x."""
 
-    def loss(outputs, labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def loss(outputs, targets: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         teacher_logits = teacher(x) if teacher is not None else None
+        # Mixup/CutMix targets arrive already smoothed; class indices get smoothed here.
+        smoothing = config.label_smoothing if targets.dtype == torch.long else 0.0
         return distillation_loss(
             outputs,
-            labels,
+            targets,
             teacher_logits,
             config.distillation,
             alpha=config.distillation_alpha,
             tau=config.distillation_tau,
-            label_smoothing=config.label_smoothing,
+            label_smoothing=smoothing,
         )
 
     return loss
@@ -198,7 +200,12 @@ def train(
         **config.model_overrides(),
     )
     loader = BatchLoader(train_x, train_y, config.batch_size, seed=config.seed)
-    augment = CropFlip(config.crop_padding, seed=config.seed)
+    augment = TrainAugment(
+        data.num_classes, mean, std, padding=config.crop_padding,
+        randaugment_ops=config.randaugment_ops, randaugment_magnitude=config.randaugment_magnitude,
+        erasing=config.random_erasing, mixup=config.mixup, cutmix=config.cutmix,
+        label_smoothing=config.label_smoothing, seed=config.seed,
+    )  # fmt: skip
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.scaled_lr)
     steps = len(loader)
     warmup, total = round(config.warmup_epochs * steps), config.epochs * steps
@@ -228,7 +235,7 @@ def train(
             offset = step - epoch * steps
             stats = train_one_epoch(
                 model, loader.iter_from(offset), augment, optimizer, lr_at, step,
-                mean=mean, std=std, loss_fn=_loss_fn(config, teacher), stop=stop,
+                loss_fn=_loss_fn(config, teacher), stop=stop,
                 desc=f"epoch {epoch + 1}/{config.epochs}", total=steps - offset,
             )  # fmt: skip
             step += stats["steps"]

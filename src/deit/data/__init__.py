@@ -1,6 +1,6 @@
 """CIFAR data: reading and checking the files, batching, augmentation."""
 
-from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, CropFlip, normalize
+from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, TrainAugment, normalize
 from deit.data.cifar import (
     CIFAR,
     DataError,
@@ -16,11 +16,11 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "BatchLoader",
-    "CropFlip",
     "DataError",
     "holdout_validation",
     "load_cifar",
     "normalize",
     "resolve_data_dir",
     "truncate",
+    "TrainAugment",
 ]
