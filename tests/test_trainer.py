@@ -100,3 +100,15 @@ def test_the_teacher_sees_the_mixed_batch_the_student_sees(cifar_dir, tmp_path, 
     assert seen["targets"].dtype == torch.float32, "Mixup/CutMix must give soft targets"
     # Same statistics for student and teacher: the wrapper's conversion is the identity here.
     assert torch.allclose(seen["teacher"], seen["x"], atol=1e-5)
+
+
+def test_gpu_path_flags_run_on_the_cpu(cifar_dir, tmp_path):
+    """bf16 autocast, torch.compile and gradient clipping work here too (slowly)."""
+    config = from_preset(
+        "smoke", data_dir=str(cifar_dir), epochs=1, train_size=128, test_size=100,
+        embed_dim=32, depth=1, bf16=True, compile=True, clip_grad=1.0,
+    )  # fmt: skip
+    summary = trainer.train(config, tmp_path / "run")
+    assert summary["test_top1"]["avg"] >= 0
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in state["model"]), "plain keys saved"

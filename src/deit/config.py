@@ -52,6 +52,9 @@ class TrainConfig:
     random_erasing: float = 0.0  # probability per image; the paper uses 0.25
     mixup: float = 0.0  # Beta(α, α) of Mixup; 0: off (the paper: 0.8)
     cutmix: float = 0.0  # Beta(α, α) of CutMix; 0: off (the paper: 1.0)
+    clip_grad: float = 0.0  # max gradient norm; 0: no clipping
+    bf16: bool = False  # bfloat16 autocast for forward and loss (GPU speed; runs on CPU too)
+    compile: bool = False  # torch.compile the student
     train_size: int = 0  # 0: the whole training set; else its first N images
     test_size: int = 0  # 0: the whole test set
     validation: bool = False  # evaluate on a held-out training slice, not the test set
@@ -83,7 +86,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_size": 5000,
         "test_size": 2000,
     },
+    # The paper's recipe (Touvron et al. 2020, reference code defaults) for DeiT-Ti at 32 px.
+    "paper": {
+        "student": "deit_tiny_distilled_patch4_32",
+        "distillation": "hard",
+        "epochs": 300,
+        "batch_size": 512,
+        "lr": 5e-4,
+        "min_lr": 1e-5,
+        "warmup_epochs": 5,
+        "weight_decay": 0.05,
+        "label_smoothing": 0.1,
+        "drop_path_rate": 0.1,
+        "randaugment_ops": 2,
+        "randaugment_magnitude": 9,
+        "random_erasing": 0.25,
+        "mixup": 0.8,
+        "cutmix": 1.0,
+        "bf16": True,
+    },
 }
+# The student report's setting: the same DeiT-Ti recipe for 20 epochs.
+PRESETS["seed"] = {**PRESETS["paper"], "epochs": 20, "warmup_epochs": 2}
 
 
 def _coerce(name: str, kind: Any, text: str) -> Any:
@@ -140,7 +164,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
     non_negative = ("min_lr", "warmup_epochs", "weight_decay", "crop_padding", "train_size")
-    non_negative += ("randaugment_ops", "randaugment_magnitude", "mixup", "cutmix")
+    non_negative += ("randaugment_ops", "randaugment_magnitude", "mixup", "cutmix", "clip_grad")
     for name in (*non_negative, "test_size", "threads", "embed_dim", "depth", "num_heads"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")

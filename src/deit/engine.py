@@ -56,6 +56,8 @@ def train_one_epoch(
     *,
     loss_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor],
     stop: Callable[[], bool] = lambda: False,
+    clip_grad: float = 0.0,
+    bf16: bool = False,
     desc: str = "train",
     total: int | None = None,
 ) -> dict[str, float]:
@@ -66,8 +68,9 @@ def train_one_epoch(
     ``lr_at`` maps the global step to a learning rate, set before each step.
     ``loss_fn(outputs, labels, x)`` gets the student's outputs and the very
     batch ``x`` the student saw, so a teacher can be fed exactly that batch.
-    ``stop()`` is asked after every step; when it says so the epoch ends
-    early (the caller checkpoints). A non-finite loss raises
+    ``clip_grad`` caps the gradient norm (0: off); ``bf16`` runs forward and
+    loss under bfloat16 autocast. ``stop()`` is asked after every step;
+    when it says so the epoch ends early (the caller checkpoints). A non-finite loss raises
     ``FloatingPointError`` at once, before the optimizer can spread it into
     the weights. Sums rather than means are returned so that the parts of an
     epoch split by an interruption add up.
@@ -80,11 +83,14 @@ def train_one_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         x, targets = augment(images, labels)
-        loss = loss_fn(model(x), targets, x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(model(x), targets, x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         optimizer.step()
         loss_sum += loss.item() * len(labels)
         images_seen += len(labels)

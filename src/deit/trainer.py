@@ -213,6 +213,7 @@ def train(
     def lr_at(step: int) -> float:
         return cosine_lr(step, total, warmup, config.scaled_lr, config.min_lr)
 
+    step_model = torch.compile(model) if config.compile else model
     run = {"model": model, "optimizer": optimizer, "augment": augment}
     step, partial, wall_before = 0, _zero_stats(), 0.0
     metrics_path, record = out / "metrics.jsonl", {}
@@ -234,8 +235,9 @@ def train(
             loader.set_epoch(epoch)
             offset = step - epoch * steps
             stats = train_one_epoch(
-                model, loader.iter_from(offset), augment, optimizer, lr_at, step,
+                step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,
                 loss_fn=_loss_fn(config, teacher), stop=stop,
+                clip_grad=config.clip_grad, bf16=config.bf16,
                 desc=f"epoch {epoch + 1}/{config.epochs}", total=steps - offset,
             )  # fmt: skip
             step += stats["steps"]
