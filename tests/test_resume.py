@@ -10,6 +10,7 @@ import torch
 
 TINY = ["--preset", "smoke", "--epochs", "3", "--set", "train_size=1024"]
 TINY += ["--set", "test_size=200", "--set", "threads=1", "--set", "drop_path_rate=0.1"]
+TINY += ["--set", "ema_decay=0.9", "--set", "mixup=0.8", "--set", "cutmix=1.0"]
 
 
 def start(out, cifar_dir, *extra):
@@ -20,7 +21,8 @@ def start(out, cifar_dir, *extra):
 
 
 def weights(run_dir):
-    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    return {**state["model"], **{f"ema.{k}": v for k, v in state["ema"].items()}}
 
 
 def wait_for(path, process, timeout=120):

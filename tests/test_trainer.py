@@ -47,9 +47,11 @@ def test_a_teacher_with_another_class_count_is_refused(monkeypatch):
 
 def test_hard_distillation_run_records_teacher_accuracy_and_agreement(cifar_dir, tmp_path):
     config = from_preset(
-        "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=1, train_size=512
-    )
+        "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=1, train_size=512,
+        ema_decay=0.99,
+    )  # fmt: skip
     summary = trainer.train(config, tmp_path / "run")
+    assert set(summary["test_top1_ema"]) == {"cls", "dist", "avg"}
     assert summary["teacher_top1"] > 90, "the shipped teacher must see its own inputs"
     assert 0 <= summary["teacher_agreement"] <= 100
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])

@@ -53,6 +53,7 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(α, α) of Mixup; 0: off (the paper: 0.8)
     cutmix: float = 0.0  # Beta(α, α) of CutMix; 0: off (the paper: 1.0)
     clip_grad: float = 0.0  # max gradient norm; 0: no clipping
+    ema_decay: float = 0.0  # model EMA per step, evaluated alongside; 0: off
     bf16: bool = False  # bfloat16 autocast for forward and loss (GPU speed; runs on CPU too)
     compile: bool = False  # torch.compile the student
     train_size: int = 0  # 0: the whole training set; else its first N images
@@ -103,6 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "random_erasing": 0.25,
         "mixup": 0.8,
         "cutmix": 1.0,
+        "ema_decay": 0.99996,
         "bf16": True,
     },
 }
@@ -170,6 +172,8 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not 0 <= config.ema_decay < 1:
+        raise ConfigError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
     if not 0 <= config.random_erasing <= 1:
         raise ConfigError(f"random_erasing must be in [0, 1], got {config.random_erasing}")
     if not 0 <= config.drop_path_rate < 1:

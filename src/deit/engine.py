@@ -58,6 +58,7 @@ def train_one_epoch(
     stop: Callable[[], bool] = lambda: False,
     clip_grad: float = 0.0,
     bf16: bool = False,
+    ema: Any = None,
     desc: str = "train",
     total: int | None = None,
 ) -> dict[str, float]:
@@ -69,7 +70,8 @@ def train_one_epoch(
     ``loss_fn(outputs, labels, x)`` gets the student's outputs and the very
     batch ``x`` the student saw, so a teacher can be fed exactly that batch.
     ``clip_grad`` caps the gradient norm (0: off); ``bf16`` runs forward and
-    loss under bfloat16 autocast. ``stop()`` is asked after every step;
+    loss under bfloat16 autocast; ``ema`` (a ``ModelEMA``) is updated after
+    every optimizer step. ``stop()`` is asked after every step;
     when it says so the epoch ends early (the caller checkpoints). A non-finite loss raises
     ``FloatingPointError`` at once, before the optimizer can spread it into
     the weights. Sums rather than means are returned so that the parts of an
@@ -92,6 +94,8 @@ def train_one_epoch(
         if clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         optimizer.step()
+        if ema is not None:
+            ema.update(model)
         loss_sum += loss.item() * len(labels)
         images_seen += len(labels)
         steps += 1

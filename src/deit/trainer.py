@@ -23,6 +23,7 @@ from deit.config import ConfigError, TrainConfig, save_config
 from deit.data import BatchLoader, TrainAugment, holdout_validation, load_cifar, truncate
 from deit.data.augment import dataset_stats
 from deit.distill import distillation_loss
+from deit.ema import ModelEMA
 from deit.engine import cosine_lr, evaluate, param_groups, train_one_epoch
 from deit.hardware import hardware
 from deit.models import create_model
@@ -215,6 +216,9 @@ def train(
 
     step_model = torch.compile(model) if config.compile else model
     run = {"model": model, "optimizer": optimizer, "augment": augment}
+    ema = ModelEMA(model, config.ema_decay) if config.ema_decay else None
+    if ema is not None:
+        run["ema"] = ema
     step, partial, wall_before = 0, _zero_stats(), 0.0
     metrics_path, record = out / "metrics.jsonl", {}
     if resume:
@@ -237,7 +241,7 @@ def train(
             stats = train_one_epoch(
                 step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,
                 loss_fn=_loss_fn(config, teacher), stop=stop,
-                clip_grad=config.clip_grad, bf16=config.bf16,
+                clip_grad=config.clip_grad, bf16=config.bf16, ema=ema,
                 desc=f"epoch {epoch + 1}/{config.epochs}", total=steps - offset,
             )  # fmt: skip
             step += stats["steps"]
@@ -247,6 +251,8 @@ def train(
                 raise RunInterrupted(out, step, total)
             top1 = evaluate(model, test_x, test_y, mean=mean, std=std, reference=teacher_pred)
             record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
+            if ema is not None:
+                record["test_top1_ema"] = evaluate(ema.module, test_x, test_y, mean=mean, std=std)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             partial = _zero_stats()
@@ -258,6 +264,7 @@ def train(
     summary = {
         "student": config.student,
         "test_top1": record.get("test_top1"),
+        "test_top1_ema": record.get("test_top1_ema"),
         "distillation": config.distillation,
         "teacher": config.teacher if teacher is not None else None,
         "teacher_top1": teacher_top1,
