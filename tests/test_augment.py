@@ -4,14 +4,16 @@ import torch
 import torch.nn.functional as F
 
 from deit.data import augment as aug
+from deit.data import mix
+from deit.data import randaugment as ra
 from deit.data.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    TrainAugment,
     normalize,
     random_crop,
     random_hflip,
 )
+from deit.data.pipeline import TrainAugment
 
 
 def batch(n=16, h=8, w=8, seed=0):
@@ -75,12 +77,12 @@ def test_normalize_per_channel():
 def test_train_augment_state_replays_exactly():
     images, labels = batch(), torch.arange(16) % 10
     full = dict(randaugment_ops=2, erasing=0.25, mixup=0.8, cutmix=1.0, label_smoothing=0.1)
-    aug = TrainAugment(10, CIFAR10_MEAN, CIFAR10_STD, seed=1, **full)
-    aug(images, labels)
-    state = aug.state_dict()
-    x, targets = aug(images, labels)
-    aug.load_state_dict(state)
-    x2, targets2 = aug(images, labels)
+    train_view = TrainAugment(10, CIFAR10_MEAN, CIFAR10_STD, seed=1, **full)
+    train_view(images, labels)
+    state = train_view.state_dict()
+    x, targets = train_view(images, labels)
+    train_view.load_state_dict(state)
+    x2, targets2 = train_view(images, labels)
     assert torch.equal(x, x2) and torch.equal(targets, targets2)
     assert targets.shape == (16, 10) and torch.allclose(targets.sum(1), torch.ones(16))
     other = TrainAugment(10, CIFAR10_MEAN, CIFAR10_STD, seed=2, **full)
@@ -100,19 +102,19 @@ def gen(seed=0):
 
 def test_sample_beta_moments():
     for a in (0.8, 1.0, 2.5):
-        x = aug.sample_beta(a, a, 20000, gen(1))
+        x = mix.sample_beta(a, a, 20000, gen(1))
         var = a * a / ((2 * a) ** 2 * (2 * a + 1))
         assert x.min() >= 0 and x.max() <= 1
         assert abs(float(x.mean()) - 0.5) < 0.01
         assert abs(float(x.var()) - var) < 0.006
-    x = aug.sample_beta(0.5, 2.0, 20000, gen(2))
+    x = mix.sample_beta(0.5, 2.0, 20000, gen(2))
     assert abs(float(x.mean()) - 0.2) < 0.01
-    assert torch.equal(x, aug.sample_beta(0.5, 2.0, 20000, gen(2)))
+    assert torch.equal(x, mix.sample_beta(0.5, 2.0, 20000, gen(2)))
 
 
 def test_mix_targets_hand_formula_and_rows_sum_to_one():
     labels = torch.tensor([0, 1, 2, 3, 1])
-    t = aug.mix_targets(labels, 4, 0.7, smoothing=0.1)
+    t = mix.mix_targets(labels, 4, 0.7, smoothing=0.1)
     on, off = 0.9 + 0.025, 0.025
     expected_row0 = 0.7 * torch.tensor([on, off, off, off]) + 0.3 * torch.tensor(
         [off, on, off, off]
@@ -121,13 +123,13 @@ def test_mix_targets_hand_formula_and_rows_sum_to_one():
     assert torch.allclose(t[2], torch.tensor([off, off, on, off]))  # middle pairs with itself
     assert torch.allclose(t.sum(1), torch.ones(5))
     x = torch.randn(5, 3, 4, 4)
-    assert torch.allclose(aug.mixup_images(x, 0.7)[1], 0.7 * x[1] + 0.3 * x[3])
+    assert torch.allclose(mix.mixup_images(x, 0.7)[1], 0.7 * x[1] + 0.3 * x[3])
 
 
 def test_cutmix_box_area_matches_corrected_lambda():
     x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 32, 32)
     for seed in range(20):
-        out, lam = aug.cutmix_images(x, 0.6, gen(seed))
+        out, lam = mix.cutmix_images(x, 0.6, gen(seed))
         pasted = (out[0] != x[0]).float().mean()
         assert abs(float(pasted) - (1 - lam)) < 1e-6
         assert torch.equal(out[0] != x[0], out[3] != x[3])
@@ -137,36 +139,36 @@ def test_cutmix_box_area_matches_corrected_lambda():
 def test_mixup_cutmix_shapes_determinism_and_targets():
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,), generator=gen(3))
     for kw in ({}, {"mixup_alpha": 0.0}, {"cutmix_alpha": 0.0}):
-        out, t = aug.mixup_cutmix(x, y, 10, gen(4), **kw)
-        again, t2 = aug.mixup_cutmix(x, y, 10, gen(4), **kw)
+        out, t = mix.mixup_cutmix(x, y, 10, gen(4), **kw)
+        again, t2 = mix.mixup_cutmix(x, y, 10, gen(4), **kw)
         assert out.shape == x.shape and out.dtype == x.dtype and t.shape == (8, 10)
         assert torch.equal(out, again) and torch.equal(t, t2)
         assert torch.allclose(t.sum(1), torch.ones(8))
         assert torch.allclose(t.max(1).values, t.max(1).values)  # finite
-    out, t = aug.mixup_cutmix(x, y, 10, gen(4), mixup_alpha=0.0, cutmix_alpha=0.0)
+    out, t = mix.mixup_cutmix(x, y, 10, gen(4), mixup_alpha=0.0, cutmix_alpha=0.0)
     assert torch.equal(out, x)
-    assert torch.allclose(t, aug.smooth_one_hot(y, 10, 0.1))
+    assert torch.allclose(t, mix.smooth_one_hot(y, 10, 0.1))
     # λ is actually drawn: mixup results differ across seeds and are convex
-    outs = [aug.mixup_cutmix(x, y, 10, gen(s), cutmix_alpha=0.0)[1] for s in range(4)]
+    outs = [mix.mixup_cutmix(x, y, 10, gen(s), cutmix_alpha=0.0)[1] for s in range(4)]
     assert len({round(float(o[0].max()), 6) for o in outs}) > 1
 
 
 def test_rand_augment_shapes_and_determinism():
     images = batch(n=32, h=32, w=32)
-    out = aug.rand_augment(images, gen(5))
+    out = ra.rand_augment(images, gen(5))
     assert out.dtype == torch.uint8 and out.shape == images.shape
-    assert torch.equal(out, aug.rand_augment(images, gen(5)))
+    assert torch.equal(out, ra.rand_augment(images, gen(5)))
     assert not torch.equal(out, images)
-    for op in aug.RAND_AUGMENT_OPS:  # every op runs and keeps the format
-        o = aug.rand_augment(images, gen(6), num_ops=1, op_prob=1.0, ops=(op,))
+    for op in ra.RAND_AUGMENT_OPS:  # every op runs and keeps the format
+        o = ra.rand_augment(images, gen(6), num_ops=1, op_prob=1.0, ops=(op,))
         assert o.dtype == torch.uint8 and o.shape == images.shape
 
 
 def test_rand_augment_magnitude_zero_identity_like_ops_keep_images():
     images = batch(n=16, h=32, w=32)
     ops = ("identity", "brightness", "color", "contrast", "sharpness", "solarize")
-    ops += aug.GEOMETRIC_OPS
-    out = aug.rand_augment(
+    ops += ra.GEOMETRIC_OPS
+    out = ra.rand_augment(
         images, gen(7), num_ops=3, magnitude=0, magnitude_std=0, op_prob=1.0, ops=ops
     )
     assert (out.int() - images.int()).abs().max() <= 1
@@ -175,14 +177,12 @@ def test_rand_augment_magnitude_zero_identity_like_ops_keep_images():
 def test_rand_augment_ops_match_simple_references():
     x = batch(n=4, h=8, w=8).float()
     m, s = torch.full((4,), 10.0), torch.ones(4)
-    assert torch.equal(
-        aug._solarize(x, torch.full((4,), 5.0), s), torch.where(x >= 128, 255 - x, x)
-    )
-    assert torch.equal(aug._posterize(x, torch.full((4,), 5.0), s), (x / 64).floor() * 64)
-    out = aug._autocontrast(x, m, s)
+    assert torch.equal(ra._solarize(x, torch.full((4,), 5.0), s), torch.where(x >= 128, 255 - x, x))
+    assert torch.equal(ra._posterize(x, torch.full((4,), 5.0), s), (x / 64).floor() * 64)
+    out = ra._autocontrast(x, m, s)
     assert torch.equal(out.amin((2, 3)), torch.zeros(4, 3))
     assert torch.allclose(out.amax((2, 3)), torch.full((4, 3), 255.0))
-    flipped = aug.rand_augment(
+    flipped = ra.rand_augment(
         x.to(torch.uint8),
         gen(0),
         num_ops=1,
@@ -196,7 +196,7 @@ def test_rand_augment_ops_match_simple_references():
 
 def test_equalize_matches_pil_algorithm():
     x = (batch(n=3, h=8, w=8) // 16).float()  # few distinct levels
-    out = aug._equalize(x, None, None)
+    out = ra._equalize(x, None, None)
     for i in range(3):
         for c in range(3):
             vals = x[i, c].long().flatten()
@@ -229,11 +229,11 @@ def test_sharpness_smoothing_matches_pil_kernel_and_translate_is_exact():
     smooth = x.clone()
     smooth[..., 1:-1, 1:-1] = F.conv2d(x, kernel, groups=3).round()
     zero = torch.zeros(4)  # factor 1 - 0.9 = 0.1 at m = 10, sign -1
-    got = aug._sharpness(x, torch.full((4,), 10.0), -torch.ones(4))
+    got = ra._sharpness(x, torch.full((4,), 10.0), -torch.ones(4))
     assert torch.allclose(got, smooth + 0.1 * (x - smooth), atol=1e-4)
-    assert torch.equal(aug._sharpness(x, zero, torch.ones(4)), x)
+    assert torch.equal(ra._sharpness(x, zero, torch.ones(4)), x)
     images = batch(n=2, h=20, w=20)
-    out = aug.rand_augment(
+    out = ra.rand_augment(
         images,
         gen(0),
         num_ops=1,

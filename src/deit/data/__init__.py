@@ -1,6 +1,6 @@
 """CIFAR data: reading and checking the files, batching, augmentation."""
 
-from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, TrainAugment, normalize
+from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from deit.data.cifar import (
     CIFAR,
     DataError,
@@ -10,6 +10,7 @@ from deit.data.cifar import (
     truncate,
 )
 from deit.data.loader import BatchLoader
+from deit.data.pipeline import TrainAugment
 
 __all__ = [
     "CIFAR",
