@@ -38,20 +38,37 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run_args(parser: argparse.ArgumentParser, epochs_help: str) -> None:
+    """The run-directory, schedule and override flags shared by train and teacher."""
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="run directory to write")
+    target.add_argument(
+        "--resume", metavar="DIR", help="continue the interrupted run in DIR (its saved config)"
+    )
+    parser.add_argument("--epochs", type=int, help=epochs_help)
+    parser.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set batch_size=512 (repeatable)",
+    )
+    _add_data_args(parser)
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a DeiT student on CIFAR and evaluate every head each epoch",
-        description="Train a DeiT student on CIFAR labels. Writes OUT/config.json, "
-        "OUT/metrics.jsonl (one line per epoch), OUT/checkpoint.pt and OUT/summary.json.",
+        description="Train a DeiT student on CIFAR, on labels alone or distilled from a "
+        "teacher that sees its own inputs. Writes OUT/config.json, OUT/metrics.jsonl (one line "
+        "per epoch), OUT/checkpoint.pt (every epoch and on Ctrl-C) and OUT/summary.json; an "
+        "interrupted run continues with --resume OUT.",
     )
     p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting config")
     p.add_argument("--student", help="model name, e.g. deit_tiny_distilled_patch4_32")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", help="run directory to write")
-    target.add_argument(
-        "--resume", metavar="DIR", help="continue the interrupted run in DIR (its config.json)"
-    )
     p.add_argument(
         "--distillation",
         choices=["none", "soft", "hard"],
@@ -61,17 +78,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "--teacher",
         help="shipped teacher name or checkpoint path (default: cifar10-teacher)",
     )
-    p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
-    p.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set lr=1e-3 (repeatable)",
-    )
-    _add_data_args(p)
+    _add_run_args(p, "number of epochs (overrides the preset)")
 
 
 def _teacher_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,20 +90,7 @@ def _teacher_parser(sub: argparse._SubParsersAction) -> None:
         "steps) and OUT/summary.json. Resume an interrupted run with --resume OUT.",
     )
     p.add_argument("--arch", default="fastcnn", help="teacher architecture: fastcnn or resnet18")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", help="run directory to write")
-    target.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
-    p.add_argument("--epochs", type=int, help="number of epochs (default 16)")
-    p.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any teacher config field, e.g. --set batch_size=512 (repeatable)",
-    )
-    _add_data_args(p)
+    _add_run_args(p, "number of epochs (default 16)")
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
