@@ -111,3 +111,15 @@ def test_teacher_command_trains_a_tiny_teacher_and_rejects_a_bad_arch(cifar_dir,
     assert "run directory" in capsys.readouterr().out
     assert main(["teacher", "--arch", "vgg", "--out", str(tmp_path / "bad"), *common]) == 2
     assert "vgg" in capsys.readouterr().err
+
+
+def test_resume_uses_the_saved_config_and_refuses_run_shaping_flags(
+    cifar_dir, tmp_path, capsys, monkeypatch
+):
+    out = str(tmp_path / "run")
+    tiny = ["--set", "epochs=1", "--set", "train_size=256", "--set", "test_size=100"]
+    assert main(["train", "--out", out, "--data-dir", str(cifar_dir), *tiny]) == 0
+    monkeypatch.delenv("DEIT_DATA", raising=False)  # the saved data_dir must be used
+    assert main(["train", "--resume", out]) == 0
+    assert main(["train", "--resume", out, "--epochs", "5"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err

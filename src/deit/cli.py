@@ -133,8 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resumed(saved, args: argparse.Namespace):
+    """The saved config of a run to resume, with only the data location changeable."""
+    shaping = [f"--{k}" for k in ("student", "distillation", "teacher", "epochs", "seed")]
+    given = [flag for flag in shaping if getattr(args, flag[2:], None) is not None]
+    if args.overrides:
+        given.append("--set")
+    if given:
+        raise ConfigError(
+            f"--resume continues the run with its saved config; drop {', '.join(given)}"
+        )
+    where = {"data_dir": args.data_dir, "download": False if args.no_download else None}
+    return dataclasses.replace(saved, **{k: v for k, v in where.items() if v is not None})
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``deit train``: build the config from preset, flags and overrides; train."""
+    if args.resume:
+        config = _resumed(load_config(Path(args.resume) / "config.json"), args)
+        return _finish_train(train(config, args.resume, _command(), resume=True), args.resume)
     config = from_preset(
         args.preset,
         student=args.student,
@@ -146,12 +163,16 @@ def run_train(args: argparse.Namespace) -> int:
         download=False if args.no_download else None,
     )
     config = validate(apply_overrides(config, args.overrides))
-    if args.resume:
-        saved = load_config(Path(args.resume) / "config.json")
-        where = {"data_dir": config.data_dir, "download": config.download}
-        config = dataclasses.replace(saved, **where)
-    out = args.resume or args.out
-    summary = train(config, out, command=["deit", *sys.argv[1:]], resume=bool(args.resume))
+    return _finish_train(train(config, args.out, _command()), args.out)
+
+
+def _command() -> list[str]:
+    """The command line as the user typed it, for the run's summary."""
+    return ["deit", *sys.argv[1:]]
+
+
+def _finish_train(summary: dict, out: str) -> int:
+    """Print the result of a finished training run."""
     heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
     print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
     print(f"run directory: {out}")
@@ -167,7 +188,7 @@ def run_teacher(args: argparse.Namespace) -> int:
         validate_teacher_config,
     )
 
-    command = ["deit", *sys.argv[1:]]
+    command = _command()
     changes = {"arch": args.arch, "epochs": args.epochs, "seed": args.seed}
     changes |= {"data_dir": args.data_dir, "download": False if args.no_download else None}
     config = TeacherConfig(**{k: v for k, v in changes.items() if v is not None})
@@ -177,8 +198,8 @@ def run_teacher(args: argparse.Namespace) -> int:
         raise ConfigError(str(err)) from None
     if args.resume:
         saved = config_from_dict(load_checkpoint(Path(args.resume) / "checkpoint.pt")["config"])
-        where = {"data_dir": config.data_dir, "download": config.download}
-        config = dataclasses.replace(saved, **where)
+        where = {"data_dir": args.data_dir, "download": False if args.no_download else None}
+        config = dataclasses.replace(saved, **{k: v for k, v in where.items() if v is not None})
     out = args.resume or args.out
     summary = train_teacher(config, out, resume=bool(args.resume), command=command)
     print(
