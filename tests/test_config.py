@@ -35,6 +35,7 @@ def test_overrides_take_the_field_type():
         ("validation=maybe", "expected true or false"),
         ("label_smoothing=1.5", "label_smoothing"),
         ("dataset=mnist", "cifar10 or cifar100"),
+        ("repeated_augmentation=0", "repeated_augmentation must be positive"),
     ],
 )
 def test_bad_overrides_fail_with_a_clear_message(override, message):

@@ -60,6 +60,24 @@ def test_shards_are_disjoint_equal_and_cover_the_epoch():
     assert set(epoch_labels(whole).tolist()) == set(union.tolist())
 
 
+def test_repeated_augmentation_repeats_each_image_in_a_row_and_keeps_the_epoch_length():
+    images, labels = make_data(99)
+    loader = BatchLoader(images, labels, 9, seed=2, repeats=3)
+    plain = BatchLoader(images, labels, 9, seed=2)
+    seen = epoch_labels(loader)
+    assert len(loader) == len(plain) == 11
+    assert len(seen) == 99
+    assert torch.equal(seen.view(33, 3), seen.view(33, 3)[:, :1].expand(33, 3))
+    assert len(set(seen.tolist())) == 33
+
+
+def test_repeated_copies_go_to_different_ranks_of_one_global_batch():
+    images, labels = make_data(96)
+    shards = [BatchLoader(images, labels, 4, repeats=3, rank=r, world_size=3) for r in range(3)]
+    first = [next(iter(s))[1] for s in shards]
+    assert torch.equal(first[0], first[1]) and torch.equal(first[1], first[2])
+
+
 def test_bad_arguments_raise():
     images, labels = make_data(10)
     with pytest.raises(ValueError, match="labels"):
@@ -68,3 +86,5 @@ def test_bad_arguments_raise():
         BatchLoader(images, labels, 32)
     with pytest.raises(ValueError, match="rank"):
         BatchLoader(images, labels, 2, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="repeats"):
+        BatchLoader(images, labels, 2, repeats=0)

@@ -25,7 +25,7 @@ class SpyTeacher(torch.nn.Module):
 def test_the_teacher_sees_exactly_the_students_batch():
     config = from_preset("smoke", distillation="hard")
     spy = SpyTeacher()
-    loss_fn = trainer._loss_fn(config, spy)
+    loss_fn = trainer.build_loss(config, spy)
     x = torch.randn(4, 3, 32, 32)
     outputs = (torch.randn(4, 10, requires_grad=True), torch.randn(4, 10, requires_grad=True))
     loss = loss_fn(outputs, torch.tensor([0, 1, 2, 3]), x)
@@ -36,13 +36,13 @@ def test_the_teacher_sees_exactly_the_students_batch():
 
 def test_no_teacher_is_loaded_without_distillation(monkeypatch):
     monkeypatch.setattr(trainer, "load_teacher", lambda name: pytest.fail("loaded a teacher"))
-    assert trainer._teacher(from_preset("smoke"), 10, (0.5,) * 3, (0.2,) * 3) is None
+    assert trainer.build_teacher(from_preset("smoke"), 10, (0.5,) * 3, (0.2,) * 3) is None
 
 
 def test_a_teacher_with_another_class_count_is_refused(monkeypatch):
     monkeypatch.setattr(trainer, "load_teacher", lambda name: FastCNN(num_classes=5).eval())
     with pytest.raises(ConfigError, match="predicts 5 classes"):
-        trainer._teacher(from_preset("smoke", distillation="soft"), 10, (0.5,) * 3, (0.2,) * 3)
+        trainer.build_teacher(from_preset("smoke", distillation="soft"), 10, (0.5,) * 3, (0.2,) * 3)
 
 
 def test_hard_distillation_run_records_teacher_accuracy_and_agreement(cifar_dir, tmp_path):
@@ -80,7 +80,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
 def test_the_teacher_sees_the_mixed_batch_the_student_sees(cifar_dir, tmp_path, monkeypatch):
     seen = {}
-    real_loss_fn = trainer._loss_fn
+    real_loss_fn = trainer.build_loss
 
     def recording_loss_fn(config, teacher):
         inner = real_loss_fn(config, teacher)
@@ -93,7 +93,7 @@ def test_the_teacher_sees_the_mixed_batch_the_student_sees(cifar_dir, tmp_path, 
 
         return loss
 
-    monkeypatch.setattr(trainer, "_loss_fn", recording_loss_fn)
+    monkeypatch.setattr(trainer, "build_loss", recording_loss_fn)
     config = from_preset(
         "smoke", distillation="soft", data_dir=str(cifar_dir), epochs=1, train_size=128,
         test_size=100, mixup=0.8, cutmix=1.0,

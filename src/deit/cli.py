@@ -81,6 +81,39 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     _add_run_args(p, "number of epochs (overrides the preset)")
 
 
+def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="train the report's whole matrix (students A-E) and write its table and plots",
+        description="Train the five students of the distillation matrix with one preset: "
+        "A plain ViT on labels, B plain ViT on the teacher's soft targets, C plain ViT on the "
+        "teacher's hard labels, D and E with a distillation token (soft, hard). Every head is "
+        "evaluated. Writes OUT/results.md (the report's table next to the report's numbers and "
+        "the paper's claims), OUT/results.json, OUT/curves.png and OUT/table.png, and one run "
+        "directory per student (OUT/A ... OUT/E). Running the same command again skips "
+        "finished runs and resumes an interrupted one.",
+    )
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="config of every run")
+    p.add_argument("--out", required=True, help="directory of the matrix")
+    p.add_argument(
+        "--seeds", type=int, default=1, help="train every run with this many seeds (default: 1)"
+    )
+    p.add_argument(
+        "--train-teacher",
+        action="store_true",
+        help="train the teacher in OUT/teacher first instead of using the shipped one",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field in every run, e.g. --set validation=true (repeatable)",
+    )
+    _add_data_args(p)
+
+
 def _teacher_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "teacher",
@@ -128,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
     _teacher_parser(sub)
+    _reproduce_parser(sub)
     _eval_parser(sub)
     _data_parser(sub)
     return parser
@@ -210,6 +244,26 @@ def run_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_reproduce(args: argparse.Namespace) -> int:
+    """``deit reproduce``: the matrix A–E, its tables and plots."""
+    from deit.reproduce import reproduce
+
+    results = reproduce(
+        args.preset,
+        args.out,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        seeds=args.seeds,
+        train_teacher=args.train_teacher,
+        overrides=tuple(args.overrides),
+    )
+    for row in results["rows"]:
+        which = "" if row["run"] == "teacher" else f" ({row['run']}, {row['head']})"
+        print(f"{row['method'] + which:<48} {row['top1']:6.2f} %")
+    print(f"results: {Path(args.out) / 'results.md'}")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``deit eval``: accuracy of a checkpoint on the test set."""
     from deit.evaluate import evaluate_checkpoint
@@ -253,7 +307,13 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "teacher": run_teacher, "eval": run_eval, "data": run_data}
+COMMANDS = {
+    "train": run_train,
+    "teacher": run_teacher,
+    "reproduce": run_reproduce,
+    "eval": run_eval,
+    "data": run_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,10 +34,11 @@ from deit.teacher_training import predict
 class RunInterrupted(Exception):
     """A run stopped by SIGINT/SIGTERM after saving its checkpoint."""
 
-    def __init__(self, out: Path, step: int, total: int):
+    def __init__(self, out: Path, step: int, total: int, resume_with: str | None = None):
+        self.out, self.step, self.total = out, step, total
+        resume_with = resume_with or f"deit train --resume {out}"
         super().__init__(
-            f"interrupted at step {step} of {total}; checkpoint saved. "
-            f"Continue with: deit train --resume {out}"
+            f"interrupted at step {step} of {total}; checkpoint saved. Continue with: {resume_with}"
         )
 
 
@@ -123,7 +124,7 @@ def _print_epoch(record: dict, epochs: int) -> None:
     )
 
 
-def _teacher(
+def build_teacher(
     config: TrainConfig, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> Teacher | None:
     """The frozen teacher, fed the student's batches, or None without distillation."""
@@ -141,7 +142,19 @@ def _teacher(
     return Teacher(network, input_mean=mean, input_std=std)
 
 
-def _loss_fn(config: TrainConfig, teacher: Teacher | None):
+def build_augment(
+    config: TrainConfig, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> TrainAugment:
+    """The configured training augmentation (crop, flip, RandAugment, erasing, mixing)."""
+    return TrainAugment(
+        num_classes, mean, std, padding=config.crop_padding,
+        randaugment_ops=config.randaugment_ops, randaugment_magnitude=config.randaugment_magnitude,
+        erasing=config.random_erasing, mixup=config.mixup, cutmix=config.cutmix,
+        label_smoothing=config.label_smoothing, seed=config.seed,
+    )  # fmt: skip
+
+
+def build_loss(config: TrainConfig, teacher: Teacher | None):
     """``loss(outputs, labels, x)``: the configured loss; the teacher sees the student's x."""
 
     def loss(outputs, targets: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +205,7 @@ def train(
     test_x, test_y = data.test_images, data.test_labels
     mean, std = dataset_stats(config.dataset)
 
-    teacher = _teacher(config, data.num_classes, mean, std)
+    teacher = build_teacher(config, data.num_classes, mean, std)
     teacher_pred = predict(teacher, test_x).argmax(1) if teacher is not None else None
     model = create_model(
         config.student,
@@ -200,13 +213,11 @@ def train(
         drop_path_rate=config.drop_path_rate,
         **config.model_overrides(),
     )
-    loader = BatchLoader(train_x, train_y, config.batch_size, seed=config.seed)
-    augment = TrainAugment(
-        data.num_classes, mean, std, padding=config.crop_padding,
-        randaugment_ops=config.randaugment_ops, randaugment_magnitude=config.randaugment_magnitude,
-        erasing=config.random_erasing, mixup=config.mixup, cutmix=config.cutmix,
-        label_smoothing=config.label_smoothing, seed=config.seed,
+    loader = BatchLoader(
+        train_x, train_y, config.batch_size, seed=config.seed,
+        repeats=config.repeated_augmentation,
     )  # fmt: skip
+    augment = build_augment(config, data.num_classes, mean, std)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.scaled_lr)
     steps = len(loader)
     warmup, total = round(config.warmup_epochs * steps), config.epochs * steps
@@ -240,7 +251,7 @@ def train(
             offset = step - epoch * steps
             stats = train_one_epoch(
                 step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,
-                loss_fn=_loss_fn(config, teacher), stop=stop,
+                loss_fn=build_loss(config, teacher), stop=stop,
                 clip_grad=config.clip_grad, bf16=config.bf16, ema=ema,
                 desc=f"epoch {epoch + 1}/{config.epochs}", total=steps - offset,
             )  # fmt: skip

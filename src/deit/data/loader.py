@@ -22,6 +22,12 @@ class BatchLoader:
     With ``world_size > 1`` every rank sees a disjoint shard of the same
     permutation and the same number of batches, as distributed training
     needs; the global batch is ``batch_size * world_size``.
+
+    ``repeats > 1`` is DeiT's repeated augmentation: each drawn image appears
+    ``repeats`` times in a row (so the copies fall in the same global batch and
+    get independent augmentations) and the epoch is cut back to the data
+    set's size, so an epoch sees ``1/repeats`` of the images, each ``repeats``
+    times, for the same number of steps.
     """
 
     def __init__(
@@ -33,6 +39,7 @@ class BatchLoader:
         shuffle: bool = True,
         drop_last: bool = True,
         seed: int = 0,
+        repeats: int = 1,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
@@ -40,12 +47,15 @@ class BatchLoader:
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world of size {world_size}")
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
-        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.seed, self.repeats = seed, repeats
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         if len(self) == 0:
             raise ValueError(
@@ -79,6 +89,7 @@ class BatchLoader:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
+        order = order.repeat_interleave(self.repeats)[:n]
         per_rank = self._shard_size()
         if not self.drop_last and per_rank * self.world_size > n:
             # Pad by wrapping around so every rank gets equally many examples.

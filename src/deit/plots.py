@@ -1,0 +1,58 @@
+"""Figures of a reproduced matrix: accuracy curves and the table against the report.
+
+Needs matplotlib (the ``plots`` extra); the rest of the package does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    """Test top-1 per epoch, one line per run (the default head: avg if distilled, else cls)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in results["runs"]:
+        epochs = range(1, len(run["curve"]) + 1)
+        ax.plot(epochs, run["curve"], marker="o", label=f"{run['directory']}: {run['description']}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{results['evaluated_on']} top-1 (%)")
+    ax.set_title(f"DeiT students, preset {results['preset']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_table(results: dict, path: Path) -> None:
+    """Bars of each row of the report's table: this matrix next to the report's number."""
+    rows = results["rows"]
+    names = [r["method"].replace("DeiT⚗, ", "DeiT-dist, ") + _which(r) for r in rows]
+    ours = [r["top1"] for r in rows]
+    report = [r["report_top1"] or 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], ours, height=0.4, label=f"deit, preset {results['preset']}")
+    ax.barh([i - 0.2 for i in y], report, height=0.4, label="student report")
+    for i, value in enumerate(ours):
+        ax.text(value + 0.5, i + 0.2, f"{value:.1f}", va="center", fontsize=8)
+    ax.set_yticks(list(y), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 105)
+    ax.set_xlabel(f"CIFAR-10 {results['evaluated_on']} top-1 (%)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _which(row: dict) -> str:
+    """`` (E, dist)``: the run and head a row shows."""
+    return "" if row["run"] == "teacher" else f" ({row['run']}, {row['head']})"
