@@ -36,6 +36,8 @@ def test_overrides_take_the_field_type():
         ("label_smoothing=1.5", "label_smoothing"),
         ("dataset=mnist", "cifar10 or cifar100"),
         ("repeated_augmentation=0", "repeated_augmentation must be positive"),
+        ("img_size_schedule=16,18", "18 is not a multiple of the patch size 4"),
+        ("img_size_schedule=64", "up to the image size 32"),
     ],
 )
 def test_bad_overrides_fail_with_a_clear_message(override, message):
@@ -47,6 +49,13 @@ def test_tuple_fields_take_comma_lists():
     from deit.teacher_training import TeacherConfig
 
     assert apply_overrides(TeacherConfig(), ["widths=32,64,64"]).widths == (32, 64, 64)
+
+
+def test_img_size_schedule_gives_each_first_epoch_its_size_then_the_full_one(tmp_path):
+    config = validate(apply_overrides(TrainConfig(), ["img_size_schedule=16,24"]))
+    assert [config.img_size_at(e) for e in range(3)] == [16, 24, None]
+    save_config(config, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == config
 
 
 def test_unknown_preset():

@@ -185,6 +185,26 @@ def test_output_shapes_plain_and_distilled():
         model(torch.randn(2, 3, 28, 28))
 
 
+def test_dynamic_img_size_takes_smaller_grids_through_a_resampled_position_embedding():
+    torch.manual_seed(0)
+    fixed = create_model("deit_tiny_distilled_patch4_32", embed_dim=32, depth=2, num_heads=2)
+    dynamic = create_model(
+        "deit_tiny_distilled_patch4_32", embed_dim=32, depth=2, num_heads=2, dynamic_img_size=True
+    )
+    dynamic.load_state_dict(fixed.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(dynamic.eval()(x), fixed.eval()(x))
+    small = torch.randn(2, 3, 16, 16)
+    assert dynamic.forward_features(small).shape == (2, 2 + 16, 32)
+    cls, dist = dynamic.train()(small)
+    (cls.sum() + dist.sum()).backward()
+    assert dynamic.pos_embed.grad is not None and dynamic.pos_embed.grad[:, 2:].abs().sum() > 0
+    with pytest.raises(ValueError, match="multiples of 4"):
+        dynamic(torch.randn(2, 3, 18, 18))
+    with pytest.raises(ValueError, match="32×32"):
+        fixed(small)
+
+
 def test_head_selection():
     torch.manual_seed(0)
     model = small_model().eval()

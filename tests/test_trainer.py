@@ -114,3 +114,31 @@ def test_gpu_path_flags_run_on_the_cpu(cifar_dir, tmp_path):
     assert summary["test_top1"]["avg"] >= 0
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod") for k in state["model"]), "plain keys saved"
+
+
+def test_low_resolution_epochs_and_repeated_augmentation_reach_the_step(
+    cifar_dir, tmp_path, monkeypatch
+):
+    seen = []
+    real_loss_fn = trainer.build_loss
+
+    def recording_loss_fn(config, teacher):
+        inner = real_loss_fn(config, teacher)
+
+        def loss(outputs, targets, x):
+            seen.append((x.shape[-1], targets.clone()))
+            return inner(outputs, targets, x)
+
+        return loss
+
+    monkeypatch.setattr(trainer, "build_loss", recording_loss_fn)
+    config = from_preset(
+        "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=2, train_size=128,
+        test_size=100, img_size_schedule=(16,), repeated_augmentation=2, threads=1,
+    )  # fmt: skip
+    summary = trainer.train(config, tmp_path / "run")
+    steps = 128 // config.batch_size
+    assert [size for size, _ in seen] == [16] * steps + [32] * steps
+    labels = seen[0][1]
+    assert torch.equal(labels[0::2], labels[1::2]), "each image twice in a row"
+    assert summary["test_top1"]["avg"] >= 0  # evaluated at the full 32×32

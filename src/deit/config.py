@@ -52,6 +52,7 @@ class TrainConfig:
     random_erasing: float = 0.0  # probability per image; the paper uses 0.25
     mixup: float = 0.0  # Beta(α, α) of Mixup; 0: off (the paper: 0.8)
     cutmix: float = 0.0  # Beta(α, α) of CutMix; 0: off (the paper: 1.0)
+    img_size_schedule: tuple[int, ...] = ()  # input size of each first epoch; then full size
     repeated_augmentation: int = 1  # copies of each image per epoch (DeiT: 3); 1: off
     clip_grad: float = 0.0  # max gradient norm; 0: no clipping
     ema_decay: float = 0.0  # model EMA per step, evaluated alongside; 0: off
@@ -67,6 +68,11 @@ class TrainConfig:
         """The architecture fields set here that replace what the student's name says."""
         sizes = {"embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads}
         return {k: v for k, v in sizes.items() if v}
+
+    def img_size_at(self, epoch: int) -> int | None:
+        """The training input size of ``epoch`` (0-based); None: the student's own size."""
+        schedule = self.img_size_schedule
+        return schedule[epoch] if epoch < len(schedule) else None
 
     @property
     def scaled_lr(self) -> float:
@@ -194,13 +200,19 @@ def validate(config: TrainConfig) -> TrainConfig:
     if not 0 <= config.drop_path_rate < 1:
         raise ConfigError(f"drop_path_rate must be in [0, 1), got {config.drop_path_rate}")
     try:
-        size = {**parse_model_name(config.student), **config.model_overrides()}
+        size_of = {**parse_model_name(config.student), **config.model_overrides()}
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if size["embed_dim"] % size["num_heads"]:
+    if size_of["embed_dim"] % size_of["num_heads"]:
         raise ConfigError(
-            f"embed_dim {size['embed_dim']} is not divisible by {size['num_heads']} heads"
+            f"embed_dim {size_of['embed_dim']} is not divisible by {size_of['num_heads']} heads"
         )
+    for size in config.img_size_schedule:
+        if not 0 < size <= size_of["img_size"] or size % size_of["patch_size"]:
+            raise ConfigError(
+                f"img_size_schedule: {size} is not a multiple of the patch size "
+                f"{size_of['patch_size']} up to the image size {size_of['img_size']}"
+            )
     if config.distillation not in ("none", "soft", "hard"):
         raise ConfigError(f"distillation must be none, soft or hard, got {config.distillation!r}")
     alpha = config.distillation_alpha
@@ -219,5 +231,7 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 
 def load_config(path: Path) -> TrainConfig:
-    """Read a config written by :func:`save_config`."""
-    return validate(TrainConfig(**json.loads(Path(path).read_text())))
+    """Read a config written by :func:`save_config` (JSON lists back to tuples)."""
+    values = json.loads(Path(path).read_text())
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return validate(TrainConfig(**values))

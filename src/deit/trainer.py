@@ -211,6 +211,7 @@ def train(
         config.student,
         num_classes=data.num_classes,
         drop_path_rate=config.drop_path_rate,
+        dynamic_img_size=bool(config.img_size_schedule),
         **config.model_overrides(),
     )
     loader = BatchLoader(
@@ -248,6 +249,7 @@ def train(
     with StopOnSignal() as stop:
         for epoch in range(step // steps, config.epochs):
             loader.set_epoch(epoch)
+            augment.output_size = config.img_size_at(epoch)
             offset = step - epoch * steps
             stats = train_one_epoch(
                 step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,

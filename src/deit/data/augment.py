@@ -65,6 +65,17 @@ def normalize(
     return (images.float() / 255 - m) / s
 
 
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float images ``B × C × H × W`` → ``B × C × size × size``, anti-aliased bilinear.
+
+    Used to train at a lower resolution first (fewer tokens per image); the
+    anti-aliasing keeps a downscaled image a faithful small version of the original.
+    """
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 def draw(generator: torch.Generator, fn, *args, **kwargs) -> torch.Tensor:
     """Call a ``torch`` sampler (``rand``, ``randn``, ...) on the generator's device."""
     return fn(*args, generator=generator, device=generator.device, **kwargs)

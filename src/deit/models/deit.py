@@ -107,9 +107,15 @@ class DropPath(nn.Module):
 class PatchEmbed(nn.Module):
     """Split an image into non-overlapping P×P patches and project each to D dimensions."""
 
-    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int):
-        """A stride-P convolution is a linear projection of each flattened patch."""
+    def __init__(
+        self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, dynamic: bool = False
+    ):
+        """A stride-P convolution is a linear projection of each flattened patch.
+
+        ``dynamic`` admits any image size the patch size divides, not only ``img_size``.
+        """
         super().__init__()
+        self.dynamic = dynamic
         if img_size % patch_size:
             raise ValueError(f"patch_size {patch_size} must divide img_size {img_size}")
         self.img_size = img_size
@@ -120,9 +126,13 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``B × C × H × W`` → patch tokens ``B × N × D`` in row-major grid order."""
-        if x.shape[-2:] != (self.img_size, self.img_size):
+        h, w = x.shape[-2:]
+        if self.dynamic and h % self.patch_size == 0 and w % self.patch_size == 0:
+            pass
+        elif (h, w) != (self.img_size, self.img_size):
+            allowed = f"multiples of {self.patch_size}" if self.dynamic else f"{self.img_size}²"
             raise ValueError(
-                f"expected {self.img_size}×{self.img_size} images, got {tuple(x.shape[-2:])}"
+                f"expected {self.img_size}×{self.img_size} images ({allowed}), got {(h, w)}"
             )
         return self.proj(x).flatten(2).transpose(1, 2)
 
@@ -238,11 +248,15 @@ class VisionTransformer(nn.Module):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        dynamic_img_size: bool = False,
     ):
         """Build the model; defaults are DeiT-Ti at 224 px, patch 16, 1000 classes.
 
         ``drop_path_rate`` is the stochastic-depth rate of the last block; it rises linearly
-        from 0 at the first block, as in DeiT.
+        from 0 at the first block, as in DeiT. ``dynamic_img_size`` lets the model take
+        other image sizes (multiples of the patch size), the patch-grid part of the position
+        embedding resampled to the input's grid on the fly (used to train at low resolution
+        first, when tokens are cheap).
         """
         super().__init__()
         self.num_classes = num_classes
@@ -251,7 +265,9 @@ class VisionTransformer(nn.Module):
         self.num_prefix_tokens = 2 if distilled else 1
         self._eval_head = "avg" if distilled else "cls"
 
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(
+            img_size, patch_size, in_chans, embed_dim, dynamic=dynamic_img_size
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
         num_tokens = self.num_prefix_tokens + self.patch_embed.num_patches
@@ -315,10 +331,15 @@ class VisionTransformer(nn.Module):
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Images → ``[cls, (dist,) patches]`` tokens with position embeddings added."""
+        patch = self.patch_embed.patch_size
+        grid = (x.shape[-2] // patch, x.shape[-1] // patch)
         x = self.patch_embed(x)
         prefix = [self.cls_token, self.dist_token] if self.distilled else [self.cls_token]
         prefix = [t.expand(x.shape[0], -1, -1) for t in prefix]
-        x = torch.cat([*prefix, x], dim=1) + self.pos_embed
+        pos_embed = resample_pos_embed(
+            self.pos_embed, grid, self.num_prefix_tokens, self.patch_embed.grid_size
+        )
+        x = torch.cat([*prefix, x], dim=1) + pos_embed
         return self.pos_drop(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ OVERRIDES = (
     "depth",
     "num_heads",
     "mlp_ratio",
+    "dynamic_img_size",
 )
 """Keyword arguments ``create_model`` accepts on top of what the name sets."""
 
