@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deit.data.augment import normalize
+from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from deit.models import create_model
 from deit.models import teachers as teachers_module
 from deit.models.teachers import (
@@ -90,6 +90,15 @@ def test_teacher_accuracy_on_student_tensors_equals_native_accuracy(trained_run)
     logits = teacher(normalize(images, STUDENT_MEAN, STUDENT_STD))
     assert 100.0 * (logits.argmax(1) == labels).float().mean().item() == pytest.approx(native)
     assert evaluate_teacher(teacher, images, labels) == pytest.approx(native)
+
+
+def test_bf16_teacher_agrees_with_fp32_on_real_images(cifar10):
+    shipped = load_teacher("cifar10-teacher")
+    x = normalize(cifar10.test_images[:256], CIFAR10_MEAN, CIFAR10_STD)
+    fp32 = Teacher(shipped, input_mean=CIFAR10_MEAN, input_std=CIFAR10_STD)(x)
+    bf16 = Teacher(shipped, input_mean=CIFAR10_MEAN, input_std=CIFAR10_STD, bf16=True)(x)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert (bf16.argmax(1) == fp32.argmax(1)).float().mean() >= 0.98
 
 
 def test_teacher_stays_frozen_and_in_eval_mode_through_a_student_step():

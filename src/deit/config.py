@@ -35,6 +35,7 @@ class TrainConfig:
     teacher: str = "cifar10-teacher"  # shipped name or checkpoint path; used unless "none"
     distillation_alpha: float | None = None  # None: the paper's (soft 0.1, hard 0.5)
     distillation_tau: float = 3.0
+    teacher_bf16: bool = False  # teacher forward under bfloat16 autocast (faster on bf16 hardware)
     dataset: str = "cifar10"
     data_dir: str | None = None
     download: bool = True

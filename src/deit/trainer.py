@@ -139,7 +139,7 @@ def build_teacher(
             f"teacher {config.teacher!r} predicts {network.kwargs['num_classes']} classes but "
             f"{config.dataset} has {num_classes}"
         )
-    return Teacher(network, input_mean=mean, input_std=std)
+    return Teacher(network, input_mean=mean, input_std=std, bf16=config.teacher_bf16)
 
 
 def build_augment(

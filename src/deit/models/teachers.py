@@ -376,6 +376,11 @@ class Teacher(nn.Module):
     gradients; ``train()`` cannot take it out of eval mode, so its batch-norm
     statistics never drift; the forward runs under ``torch.inference_mode``
     and returns ordinary tensors that losses can use.
+
+    ``bf16`` runs the network under bfloat16 autocast (logits returned in
+    float32): on CPUs with bf16 matrix units (AVX512-BF16, AMX) and on GPUs
+    the teacher's forward is then much cheaper, and its predictions barely
+    move (benchmarks/RESULTS.md measures both on the test set).
     """
 
     def __init__(
@@ -385,8 +390,10 @@ class Teacher(nn.Module):
         input_mean: tuple[float, ...],
         input_std: tuple[float, ...],
         fold: bool = True,
+        bf16: bool = False,
     ):
         super().__init__()
+        self.bf16 = bf16
         self.model = fold_batchnorm(model) if fold else copy.deepcopy(model).eval()
         self.model.requires_grad_(False)
         self.mean, self.std, self.img_size = model.mean, model.std, model.img_size
@@ -409,9 +416,10 @@ class Teacher(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Teacher logits for a student-normalised batch (no gradient flows)."""
-        with torch.inference_mode():
+        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        with torch.inference_mode(), autocast:
             logits = self.model(self.adapt(x))
-        return logits.clone()  # an ordinary tensor, usable in autograd graphs
+        return logits.float().clone()  # an ordinary tensor, usable in autograd graphs
 
 
 # ----------------------------------------------------------------------------- loading
