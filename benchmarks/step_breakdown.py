@@ -16,7 +16,11 @@ noisy neighbour in one step does not move it. The distillation loss is
 computed with the teacher's logits taken in the separate teacher phase, which
 is what ``build_loss`` does inside one call.
 
-    python benchmarks/step_breakdown.py [--preset cpu-proxy] [--steps 20] [--data-dir D]
+    python benchmarks/step_breakdown.py [--preset cpu-proxy] [--set KEY=VALUE ...] [--steps 20]
+
+``--set`` changes the preset as in ``deit train`` (e.g. ``--set teacher_bf16=true``);
+with an ``img_size_schedule`` the student's steps run at its first size (the teacher
+still sees the full-resolution view, as in training).
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import time
 
 import torch
 
-from deit.config import TrainConfig, from_preset
+from deit.config import TrainConfig, apply_overrides, from_preset, validate
 from deit.data import BatchLoader, load_cifar
 from deit.data.augment import dataset_stats
 from deit.distill import distillation_loss
-from deit.engine import param_groups
+from deit.engine import ResizeInput, param_groups
 from deit.hardware import hardware
 from deit.models import create_model
 from deit.trainer import build_augment, build_teacher
@@ -42,21 +46,19 @@ PHASES = ("data + augmentation", "teacher forward", "student forward + loss",
           "student backward", "optimizer")  # fmt: skip
 
 
-def time_steps(
-    preset: str, steps: int, warmup: int, data_dir: str | None
-) -> tuple[dict[str, list[float]], TrainConfig]:
-    """Seconds of each phase of ``steps`` real training steps after ``warmup``; the config."""
-    config = from_preset(preset, data_dir=data_dir)
+def time_steps(config: TrainConfig, steps: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each phase of ``steps`` real training steps of ``config`` after ``warmup``."""
     data = load_cifar(config.dataset, config.data_dir, download=False)
     mean, std = dataset_stats(config.dataset)
     teacher = build_teacher(config, data.num_classes, mean, std)
     model = create_model(
         config.student, num_classes=data.num_classes, drop_path_rate=config.drop_path_rate,
-        **config.model_overrides(),
+        dynamic_img_size=bool(config.img_size_schedule), **config.model_overrides(),
     ).train()  # fmt: skip
     loader = BatchLoader(data.train_images, data.train_labels, config.batch_size, seed=0,
                          repeats=config.repeated_augmentation)  # fmt: skip
     augment = build_augment(config, data.num_classes, mean, std)
+    student = ResizeInput(model, config.img_size_at(0))
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.scaled_lr)
     times: dict[str, list[float]] = {phase: [] for phase in PHASES}
     batches = iter(loader)
@@ -68,7 +70,7 @@ def time_steps(
         teacher_logits = teacher(x) if teacher is not None else None
         marks.append(time.perf_counter())
         smoothing = config.label_smoothing if targets.dtype == torch.long else 0.0
-        loss = distillation_loss(model(x), targets, teacher_logits, config.distillation,
+        loss = distillation_loss(student(x), targets, teacher_logits, config.distillation,
                                  alpha=config.distillation_alpha, tau=config.distillation_tau,
                                  label_smoothing=smoothing)  # fmt: skip
         marks.append(time.perf_counter())
@@ -82,7 +84,7 @@ def time_steps(
         if i >= warmup:
             for phase, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
                 times[phase].append(end - start)
-    return times, config
+    return times
 
 
 def main() -> None:
@@ -91,10 +93,13 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu-proxy")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    times, config = time_steps(args.preset, args.steps, args.warmup, args.data_dir)
+    config = from_preset(args.preset, data_dir=args.data_dir)
+    config = validate(apply_overrides(config, args.overrides))
+    times = time_steps(config, args.steps, args.warmup)
     median = {phase: statistics.median(t) for phase, t in times.items()}
     step = sum(median.values())
     hw = hardware()
@@ -102,7 +107,8 @@ def main() -> None:
           f"{hw['threads']} threads · torch {hw['torch']} · preset `{args.preset}` "
           f"({config.student}, embed {config.embed_dim or 'default'}, depth "
           f"{config.depth or 'default'}, batch {config.batch_size}, {config.distillation} "
-          f"distillation) · median of {args.steps} real steps after "
+          f"distillation{''.join(' · ' + o for o in args.overrides)}, input "
+          f"{config.img_size_at(0) or 'full size'}) · median of {args.steps} real steps after "
           f"{args.warmup} warm-up\n")  # fmt: skip
     print("| phase | ms/step | share |")
     print("|---|---:|---:|")

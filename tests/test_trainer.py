@@ -116,29 +116,42 @@ def test_gpu_path_flags_run_on_the_cpu(cifar_dir, tmp_path):
     assert not any(k.startswith("_orig_mod") for k in state["model"]), "plain keys saved"
 
 
-def test_low_resolution_epochs_and_repeated_augmentation_reach_the_step(
+def test_low_resolution_epochs_reach_the_student_and_not_the_teacher(
     cifar_dir, tmp_path, monkeypatch
 ):
-    seen = []
-    real_loss_fn = trainer.build_loss
+    """With img_size_schedule the student gets the small view; the teacher the full one."""
+    teacher_sizes, student_sizes, labels_seen = [], [], []
+    real_loss_fn, real_create_model = trainer.build_loss, trainer.create_model
 
     def recording_loss_fn(config, teacher):
         inner = real_loss_fn(config, teacher)
 
         def loss(outputs, targets, x):
-            seen.append((x.shape[-1], targets.clone()))
+            teacher_sizes.append(x.shape[-1])
+            labels_seen.append(targets.clone())
             return inner(outputs, targets, x)
 
         return loss
 
+    def recording_create_model(*args, **kwargs):
+        model = real_create_model(*args, **kwargs)
+        model.patch_embed.register_forward_pre_hook(
+            lambda module, inputs: (
+                student_sizes.append(inputs[0].shape[-1]) if module.training else None
+            )
+        )
+        return model
+
     monkeypatch.setattr(trainer, "build_loss", recording_loss_fn)
+    monkeypatch.setattr(trainer, "create_model", recording_create_model)
     config = from_preset(
         "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=2, train_size=128,
         test_size=100, img_size_schedule=(16,), repeated_augmentation=2, threads=1,
     )  # fmt: skip
     summary = trainer.train(config, tmp_path / "run")
     steps = 128 // config.batch_size
-    assert [size for size, _ in seen] == [16] * steps + [32] * steps
-    labels = seen[0][1]
-    assert torch.equal(labels[0::2], labels[1::2]), "each image twice in a row"
+    assert student_sizes == [16] * steps + [32] * steps
+    assert teacher_sizes == [32] * (2 * steps)
+    labels = labels_seen[0]
+    assert torch.equal(labels[0::2], labels[1::2]), "repeated augmentation: each image twice"
     assert summary["test_top1"]["avg"] >= 0  # evaluated at the full 32×32

@@ -24,7 +24,7 @@ from deit.data import BatchLoader, TrainAugment, holdout_validation, load_cifar,
 from deit.data.augment import dataset_stats
 from deit.distill import distillation_loss
 from deit.ema import ModelEMA
-from deit.engine import cosine_lr, evaluate, param_groups, train_one_epoch
+from deit.engine import ResizeInput, cosine_lr, evaluate, param_groups, train_one_epoch
 from deit.hardware import hardware
 from deit.models import create_model
 from deit.models.teachers import Teacher, load_teacher
@@ -226,7 +226,7 @@ def train(
     def lr_at(step: int) -> float:
         return cosine_lr(step, total, warmup, config.scaled_lr, config.min_lr)
 
-    step_model = torch.compile(model) if config.compile else model
+    step_model = ResizeInput(torch.compile(model) if config.compile else model)
     run = {"model": model, "optimizer": optimizer, "augment": augment}
     ema = ModelEMA(model, config.ema_decay) if config.ema_decay else None
     if ema is not None:
@@ -249,7 +249,7 @@ def train(
     with StopOnSignal() as stop:
         for epoch in range(step // steps, config.epochs):
             loader.set_epoch(epoch)
-            augment.output_size = config.img_size_at(epoch)
+            step_model.size = config.img_size_at(epoch)
             offset = step - epoch * steps
             stats = train_one_epoch(
                 step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,

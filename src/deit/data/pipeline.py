@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deit.data.augment import normalize, random_crop, random_erasing, random_hflip, resize
+from deit.data.augment import normalize, random_crop, random_erasing, random_hflip
 from deit.data.mix import mixup_cutmix
 from deit.data.randaugment import rand_augment
 
@@ -13,8 +13,7 @@ class TrainAugment:
     """The training view of a batch: uint8 images and labels in, model input and targets out.
 
     In order: random crop with padding and horizontal flip, RandAugment (if
-    ``randaugment_ops``), normalisation, resizing to ``output_size`` (if set; the
-    trainer sets it per epoch for a low-resolution start), random erasing (if ``erasing``), and
+    ``randaugment_ops``), normalisation, random erasing (if ``erasing``), and
     Mixup/CutMix (if either alpha is set), which turns the labels into soft
     targets (label smoothing included); otherwise the labels pass through as
     class indices. One generator drives every draw, so its state (see
@@ -42,7 +41,6 @@ class TrainAugment:
         self.randaugment = (randaugment_ops, randaugment_magnitude)
         self.mix = (mixup, cutmix, label_smoothing)
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.output_size: int | None = None
 
     @property
     def mixes(self) -> bool:
@@ -59,8 +57,6 @@ class TrainAugment:
         if ops:
             images = rand_augment(images, g, num_ops=ops, magnitude=magnitude)
         x = normalize(images, self.mean, self.std)
-        if self.output_size is not None:
-            x = resize(x, self.output_size)
         if self.erasing:
             x = random_erasing(x, g, prob=self.erasing)
         if not self.mixes:
