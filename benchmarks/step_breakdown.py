@@ -108,7 +108,7 @@ def main() -> None:
           f"({config.student}, embed {config.embed_dim or 'default'}, depth "
           f"{config.depth or 'default'}, batch {config.batch_size}, {config.distillation} "
           f"distillation{''.join(' · ' + o for o in args.overrides)}, input "
-          f"{config.img_size_at(0) or 'full size'}) · median of {args.steps} real steps after "
+          f"{config.img_size_at(0)} px) · median of {args.steps} real steps after "
           f"{args.warmup} warm-up\n")  # fmt: skip
     print("| phase | ms/step | share |")
     print("|---|---:|---:|")

@@ -53,7 +53,7 @@ def test_tuple_fields_take_comma_lists():
 
 def test_img_size_schedule_gives_each_first_epoch_its_size_then_the_full_one(tmp_path):
     config = validate(apply_overrides(TrainConfig(), ["img_size_schedule=16,24"]))
-    assert [config.img_size_at(e) for e in range(3)] == [16, 24, None]
+    assert [config.img_size_at(e) for e in range(3)] == [16, 24, 32]
     save_config(config, tmp_path / "config.json")
     assert load_config(tmp_path / "config.json") == config
 

@@ -81,6 +81,33 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     _add_run_args(p, "number of epochs (overrides the preset)")
 
 
+def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a trained student (or an official DeiT checkpoint) at another resolution",
+        description="Start a student from trained weights - a deit train checkpoint or an "
+        "official DeiT checkpoint (timm names under a 'model' key) - at image size --img-size: "
+        "the position embedding is resampled to the new patch grid (bicubic, class and "
+        "distillation entries kept), heads with another class count are replaced, and CIFAR "
+        "images are upsampled to the model's size on the fly (the teacher keeps its own). "
+        "Same run directory, recipe flags and --resume as deit train.",
+    )
+    p.add_argument("--checkpoint", help="weights to start from (a .pt file)")
+    p.add_argument("--img-size", type=int, help="the fine-tuned model's input size, e.g. 48")
+    p.add_argument("--patch-size", type=int, help="new patch size (default: the checkpoint's)")
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        help="classes of the new heads; must match the data set (default: the data set's)",
+    )
+    p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="recipe")
+    p.add_argument(
+        "--distillation", choices=["none", "soft", "hard"], help="loss (default: the preset's)"
+    )
+    p.add_argument("--teacher", help="shipped teacher name or checkpoint path")
+    _add_run_args(p, "number of epochs (overrides the preset)")
+
+
 def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
@@ -161,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
     _teacher_parser(sub)
+    _finetune_parser(sub)
     _reproduce_parser(sub)
     _eval_parser(sub)
     _data_parser(sub)
@@ -197,6 +225,33 @@ def run_train(args: argparse.Namespace) -> int:
         download=False if args.no_download else None,
     )
     config = validate(apply_overrides(config, args.overrides))
+    return _finish_train(train(config, args.out, _command()), args.out)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """``deit finetune``: a training run that starts from given weights at a new size."""
+    from deit.finetune import finetune_config
+
+    if args.resume:
+        config = _resumed(load_config(Path(args.resume) / "config.json"), args)
+        return _finish_train(train(config, args.resume, _command(), resume=True), args.resume)
+    if not args.checkpoint or not args.img_size:
+        raise ConfigError("deit finetune needs --checkpoint and --img-size (or --resume DIR)")
+    config = from_preset(
+        args.preset,
+        distillation=args.distillation,
+        teacher=args.teacher,
+        epochs=args.epochs,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        download=False if args.no_download else None,
+    )
+    config = validate(apply_overrides(config, args.overrides))
+    config = finetune_config(config, args.checkpoint, args.img_size, args.patch_size)
+    if args.num_classes is not None:
+        classes = {"cifar10": 10, "cifar100": 100}[config.dataset]
+        if args.num_classes != classes:
+            raise ConfigError(f"--num-classes {args.num_classes}: {config.dataset} has {classes}")
     return _finish_train(train(config, args.out, _command()), args.out)
 
 
@@ -310,6 +365,7 @@ def run_data(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": run_train,
     "teacher": run_teacher,
+    "finetune": run_finetune,
     "reproduce": run_reproduce,
     "eval": run_eval,
     "data": run_data,

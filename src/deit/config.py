@@ -35,6 +35,7 @@ class TrainConfig:
     teacher: str = "cifar10-teacher"  # shipped name or checkpoint path; used unless "none"
     distillation_alpha: float | None = None  # None: the paper's (soft 0.1, hard 0.5)
     distillation_tau: float = 3.0
+    init_from: str = ""  # checkpoint whose weights start the run (deit finetune); "": random
     teacher_bf16: bool = False  # teacher forward under bfloat16 autocast (faster on bf16 hardware)
     dataset: str = "cifar10"
     data_dir: str | None = None
@@ -70,10 +71,15 @@ class TrainConfig:
         sizes = {"embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads}
         return {k: v for k, v in sizes.items() if v}
 
-    def img_size_at(self, epoch: int) -> int | None:
-        """The training input size of ``epoch`` (0-based); None: the student's own size."""
+    @property
+    def img_size(self) -> int:
+        """The student's input size (from its name)."""
+        return parse_model_name(self.student)["img_size"]
+
+    def img_size_at(self, epoch: int) -> int:
+        """The student's training input size in ``epoch`` (0-based)."""
         schedule = self.img_size_schedule
-        return schedule[epoch] if epoch < len(schedule) else None
+        return schedule[epoch] if epoch < len(schedule) else self.img_size
 
     @property
     def scaled_lr(self) -> float:

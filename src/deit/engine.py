@@ -138,10 +138,12 @@ def evaluate(
     std: tuple[float, ...],
     batch_size: int = 500,
     reference: torch.Tensor | None = None,
+    img_size: int | None = None,
 ) -> dict[str, float]:
     """Top-1 accuracy in percent of every head: ``cls``, and ``dist``/``avg`` if distilled.
 
-    One forward pass per batch serves all heads. With ``reference`` (e.g. the
+    One forward pass per batch serves all heads; with ``img_size`` the images
+    are first resized to it (a model fine-tuned at another resolution). With ``reference`` (e.g. the
     teacher's predicted classes) the result also has ``agreement``: the percent
     of images where the model's default prediction (``avg`` or ``cls``) equals it.
     """
@@ -151,6 +153,7 @@ def evaluate(
     correct: dict[str, int] = {}
     for start in range(0, len(images), batch_size):
         x = normalize(images[start : start + batch_size], mean, std)
+        x = x if img_size is None else resize(x, img_size)
         y = labels[start : start + batch_size]
         if distilled:
             cls, dist = model(x, head="both")

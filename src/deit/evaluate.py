@@ -53,11 +53,13 @@ def evaluate_checkpoint(
         return {"checkpoint": str(checkpoint), "kind": "teacher", "top1": top1, "heads": {}}
     if tta:
         raise CheckpointError("--tta applies to teachers; students are evaluated per head")
-    config = TrainConfig(**payload["config"])
+    config = TrainConfig(**{**payload["config"], "init_from": ""})
     data = load_cifar(config.dataset, data_dir, download=download)
     model = create_model(config.student, num_classes=data.num_classes, **config.model_overrides())
     load_weights(model, payload["model"], str(path))
     mean, std = dataset_stats(config.dataset)
-    heads = evaluate(model, data.test_images, data.test_labels, mean=mean, std=std)
+    heads = evaluate(
+        model, data.test_images, data.test_labels, mean=mean, std=std, img_size=config.img_size
+    )
     top1 = heads.get("avg", heads["cls"])
     return {"checkpoint": str(checkpoint), "kind": "student", "top1": top1, "heads": heads}

@@ -174,6 +174,16 @@ def build_loss(config: TrainConfig, teacher: Teacher | None):
     return loss
 
 
+def _start_from(model: torch.nn.Module, checkpoint: str) -> None:
+    """Load pretrained weights into the fresh student (fine-tuning), saying what was replaced."""
+    from deit.finetune import load_pretrained, read_pretrained
+
+    state, _ = read_pretrained(checkpoint)
+    replaced = load_pretrained(model, state)
+    note = f"; new {', '.join(replaced)}" if replaced else ""
+    tqdm.write(f"started from {checkpoint}{note}")
+
+
 def train(
     config: TrainConfig, out: str | Path, command: list[str] | None = None, resume: bool = False
 ) -> dict:
@@ -226,6 +236,8 @@ def train(
     def lr_at(step: int) -> float:
         return cosine_lr(step, total, warmup, config.scaled_lr, config.min_lr)
 
+    if config.init_from and not resume:
+        _start_from(model, config.init_from)
     step_model = ResizeInput(torch.compile(model) if config.compile else model)
     run = {"model": model, "optimizer": optimizer, "augment": augment}
     ema = ModelEMA(model, config.ema_decay) if config.ema_decay else None
@@ -262,10 +274,15 @@ def train(
             if step < (epoch + 1) * steps:  # stopped by a signal mid-epoch
                 save(step, partial)
                 raise RunInterrupted(out, step, total)
-            top1 = evaluate(model, test_x, test_y, mean=mean, std=std, reference=teacher_pred)
+            top1 = evaluate(
+                model, test_x, test_y, mean=mean, std=std, reference=teacher_pred,
+                img_size=config.img_size,
+            )  # fmt: skip
             record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
             if ema is not None:
-                record["test_top1_ema"] = evaluate(ema.module, test_x, test_y, mean=mean, std=std)
+                record["test_top1_ema"] = evaluate(
+                    ema.module, test_x, test_y, mean=mean, std=std, img_size=config.img_size
+                )
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             partial = _zero_stats()

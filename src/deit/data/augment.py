@@ -66,13 +66,16 @@ def normalize(
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Float images ``B × C × H × W`` → ``B × C × size × size``, anti-aliased bilinear.
+    """Float images ``B × C × H × W`` → ``B × C × size × size``.
 
-    Used to train at a lower resolution first (fewer tokens per image); the
-    anti-aliasing keeps a downscaled image a faithful small version of the original.
+    Downscaling (training at a lower resolution first, when tokens are cheap)
+    is anti-aliased bilinear, so a small image is a faithful small version of
+    the original; upscaling (fine-tuning at a higher resolution) is bicubic.
     """
     if x.shape[-2:] == (size, size):
         return x
+    if size > x.shape[-1]:
+        return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 

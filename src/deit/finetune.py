@@ -1,0 +1,152 @@
+"""Start a student from trained weights: this project's checkpoints or official DeiT ones.
+
+Fine-tuning at another resolution is the report's future work and the
+paper's route to its best CIFAR-10 numbers. What it takes: read the weights
+(a ``deit train`` checkpoint, or the published DeiT layout: timm names under
+a ``model`` key, 1000-class heads, 224 px, patch 16), work out the
+architecture they belong to, and load them into a student built for the new
+image size, patch size and class count — the position embedding resampled
+to the new patch grid (bicubic, class/distillation entries kept), the patch
+projection resampled if the patch size changes, and any head whose class
+count differs replaced by a freshly initialised one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from deit.checkpoint import CheckpointError, load_checkpoint
+from deit.config import ConfigError, TrainConfig, validate
+from deit.models import parse_model_name
+from deit.models.deit import VisionTransformer, adapt_pos_embed
+
+HEADS = ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias")
+SIZE_NAMES = {192: "tiny", 384: "small", 768: "base"}
+HEAD_DIM = 64  # every DeiT size has 64-dimensional attention heads
+
+
+def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights in ``path`` and the architecture they fit.
+
+    The architecture is a dict of ``embed_dim``, ``depth``, ``num_heads``,
+    ``patch_size``, ``img_size``, ``distilled`` and ``num_classes``: read
+    from the stored config for this project's checkpoints, inferred from the
+    tensor shapes for official ones (with 64-dimensional heads, as in every
+    DeiT). Raises ``CheckpointError`` for anything that is not a DeiT.
+    """
+    payload = load_checkpoint(path)
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} holds no state dict")
+    config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+    state = payload.get("model", payload)
+    if not isinstance(state, dict) or "pos_embed" not in state or "cls_token" not in state:
+        raise CheckpointError(f"{path} is not a DeiT checkpoint (no pos_embed / cls_token)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    arch = infer_architecture(state)
+    if "student" in config:  # ours: the config names the heads exactly
+        arch["num_heads"] = (
+            config.get("num_heads") or parse_model_name(config["student"])["num_heads"]
+        )
+    return state, arch
+
+
+def infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The ViT hyper-parameters a DeiT state dict was made with, from its tensor shapes."""
+    embed_dim = state["cls_token"].shape[-1]
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
+    patch_size = state["patch_embed.proj.weight"].shape[-1]
+    distilled = "dist_token" in state
+    grid = state["pos_embed"].shape[1] - (2 if distilled else 1)
+    side = int(round(grid**0.5))
+    if side * side != grid:
+        raise CheckpointError(f"pos_embed has {grid} grid entries, not a square grid")
+    return {
+        "embed_dim": embed_dim,
+        "depth": len(blocks),
+        "num_heads": max(1, embed_dim // HEAD_DIM),
+        "patch_size": patch_size,
+        "img_size": side * patch_size,
+        "distilled": distilled,
+        "num_classes": state["head.weight"].shape[0] if "head.weight" in state else 0,
+    }
+
+
+def student_name(arch: dict[str, Any], img_size: int, patch_size: int) -> str:
+    """The model name for ``arch`` at a new image and patch size (sizes set by overrides)."""
+    size = SIZE_NAMES.get(arch["embed_dim"], "tiny")
+    token = "_distilled" if arch["distilled"] else ""
+    return f"deit_{size}{token}_patch{patch_size}_{img_size}"
+
+
+def finetune_config(
+    base: TrainConfig, checkpoint: str | Path, img_size: int, patch_size: int | None = None
+) -> TrainConfig:
+    """``base`` turned into a fine-tuning of ``checkpoint`` at ``img_size`` (and ``patch_size``).
+
+    The student takes the checkpoint's architecture; it trains at ``img_size``
+    throughout (a low-resolution start belongs to training from scratch).
+    """
+    _, arch = read_pretrained(checkpoint)
+    patch_size = patch_size or arch["patch_size"]
+    if img_size % patch_size:
+        raise ConfigError(f"patch size {patch_size} does not divide image size {img_size}")
+    return validate(
+        dataclasses.replace(
+            base,
+            student=student_name(arch, img_size, patch_size),
+            embed_dim=arch["embed_dim"],
+            depth=arch["depth"],
+            num_heads=arch["num_heads"],
+            init_from=str(checkpoint),
+            img_size_schedule=(),
+        )
+    )
+
+
+def resample_patch_embed(weight: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """A patch projection ``D × C × P × P`` resampled to ``patch_size`` (bicubic).
+
+    Scaled by (P / P')² so that a patch of constant colour gives the same
+    embedding at both sizes; an approximation (FlexiViT solves for it
+    exactly), good enough as a starting point for fine-tuning.
+    """
+    old = weight.shape[-1]
+    if old == patch_size:
+        return weight
+    resized = F.interpolate(
+        weight.float(), size=(patch_size, patch_size), mode="bicubic", align_corners=False
+    )
+    return (resized * (old / patch_size) ** 2).to(weight.dtype)
+
+
+def load_pretrained(model: VisionTransformer, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``state`` into ``model``, adapting grid, patch and heads; return what was replaced.
+
+    Heads whose shape differs (another class count) keep the model's fresh
+    initialisation; every other parameter must be present with the right shape.
+    """
+    state = adapt_pos_embed(state, model)
+    if "patch_embed.proj.weight" in state:
+        patch = model.patch_embed.patch_size
+        state["patch_embed.proj.weight"] = resample_patch_embed(
+            state["patch_embed.proj.weight"], patch
+        )
+    own = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    replaced = sorted(k for k in own if k not in kept)
+    unexpected = sorted(k for k in state if k not in own)
+    missing = [k for k in replaced if k not in HEADS]
+    if missing or unexpected:
+        raise CheckpointError(
+            "the weights do not fit the student: "
+            + (f"missing or misshapen {missing[:5]}" if missing else "")
+            + (f" unexpected {unexpected[:5]}" if unexpected else "")
+        )
+    model.load_state_dict(kept, strict=False)
+    return replaced

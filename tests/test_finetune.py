@@ -1,0 +1,116 @@
+"""Fine-tuning: reading official-layout and own checkpoints, adapting them, a real short run."""
+
+import json
+
+import pytest
+import torch
+
+from deit.checkpoint import CheckpointError
+from deit.cli import main
+from deit.config import ConfigError, from_preset
+from deit.evaluate import evaluate_checkpoint
+from deit.finetune import (
+    finetune_config,
+    infer_architecture,
+    load_pretrained,
+    read_pretrained,
+    resample_patch_embed,
+)
+from deit.models import create_model
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    """An official-layout DeiT-Ti distilled checkpoint: random weights, real names and shapes."""
+    torch.manual_seed(0)
+    model = create_model("deit_tiny_distilled_patch16_224", num_classes=1000)
+    path = tmp_path_factory.mktemp("official") / "deit_tiny_distilled_patch16_224.pth"
+    torch.save({"model": model.state_dict(), "epoch": 299}, path)
+    return path, model.state_dict()
+
+
+def test_the_architecture_of_an_official_checkpoint_is_read_from_its_shapes(official):
+    path, _ = official
+    _, arch = read_pretrained(path)
+    assert arch == {
+        "embed_dim": 192, "depth": 12, "num_heads": 3, "patch_size": 16, "img_size": 224,
+        "distilled": True, "num_classes": 1000,
+    }  # fmt: skip
+
+
+def test_loading_keeps_the_body_and_replaces_heads_of_another_class_count(official):
+    _, state = official
+    model = create_model("deit_tiny_distilled_patch16_224", num_classes=10)
+    replaced = load_pretrained(model, state)
+    assert replaced == ["head.bias", "head.weight", "head_dist.bias", "head_dist.weight"]
+    ours = model.state_dict()
+    assert torch.equal(ours["blocks.11.mlp.fc2.weight"], state["blocks.11.mlp.fc2.weight"])
+    assert torch.equal(ours["dist_token"], state["dist_token"])
+    same = create_model("deit_tiny_distilled_patch16_224", num_classes=1000)
+    assert load_pretrained(same, state) == []
+
+
+def test_a_new_grid_resamples_the_position_embedding_keeping_the_token_entries(official):
+    _, state = official
+    model = create_model("deit_tiny_distilled_patch16_32", embed_dim=192, num_classes=10)
+    load_pretrained(model, state)
+    assert model.pos_embed.shape == (1, 2 + 4, 192)
+    assert torch.equal(model.pos_embed[:, :2], state["pos_embed"][:, :2])
+
+
+def test_a_new_patch_size_resamples_the_projection_keeping_flat_patches():
+    weight = torch.randn(8, 3, 4, 4)
+    flat = torch.ones(1, 3, 4, 4)
+    small = resample_patch_embed(weight, 2)
+    assert small.shape == (8, 3, 2, 2)
+    original = (weight * flat).sum((1, 2, 3))
+    smaller = (small * torch.ones(1, 3, 2, 2)).sum((1, 2, 3))
+    assert torch.allclose(original, smaller, rtol=0.15, atol=0.3)
+    assert resample_patch_embed(weight, 4) is weight
+
+
+def test_bad_checkpoints_and_sizes_fail_clearly(tmp_path, official):
+    path = tmp_path / "not_deit.pt"
+    torch.save({"model": {"conv.weight": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError, match="not a DeiT checkpoint"):
+        read_pretrained(path)
+    with pytest.raises(ConfigError, match="does not divide"):
+        finetune_config(from_preset("smoke"), official[0], img_size=40)
+    state = {"cls_token": torch.zeros(1, 1, 8), "pos_embed": torch.zeros(1, 1 + 5, 8)}
+    state["patch_embed.proj.weight"] = torch.zeros(8, 3, 4, 4)
+    with pytest.raises(CheckpointError, match="square"):
+        infer_architecture(state)
+
+
+def test_official_checkpoint_fine_tunes_at_224_px_on_cifar(official, cifar_dir, tmp_path):
+    path, _ = official
+    base = from_preset(
+        "smoke", data_dir=str(cifar_dir), epochs=1, batch_size=4, train_size=8, test_size=8,
+        threads=1,
+    )  # fmt: skip
+    config = finetune_config(base, path, img_size=224)
+    assert config.student == "deit_tiny_distilled_patch16_224" and config.depth == 12
+    from deit.trainer import train
+
+    summary = train(config, tmp_path / "run")
+    assert set(summary["test_top1"]) == {"cls", "dist", "avg"}
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["model"]["head.weight"].shape == (10, 192)
+
+
+def test_deit_finetune_takes_an_own_checkpoint_to_48_px(cifar_dir, tmp_path):
+    data = ["--data-dir", str(cifar_dir)]
+    tiny = ["--set", "train_size=128", "--set", "test_size=64", "--set", "threads=1"]
+    assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "a"), "--epochs", "1",
+                 *tiny, *data]) == 0  # fmt: skip
+    source = tmp_path / "a" / "checkpoint.pt"
+    args = ["finetune", "--checkpoint", str(source), "--img-size", "48", "--epochs", "1"]
+    assert main([*args, "--out", str(tmp_path / "b"), "--distillation", "hard", *tiny, *data]) == 0
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["student"] == "deit_tiny_distilled_patch4_48"
+    assert (config["embed_dim"], config["depth"], config["num_heads"]) == (64, 4, 2)
+    assert config["init_from"] == str(source) and config["img_size_schedule"] == []
+    result = evaluate_checkpoint(tmp_path / "b" / "checkpoint.pt", str(cifar_dir))  # at 48 px
+    assert result["kind"] == "student" and set(result["heads"]) == {"cls", "dist", "avg"}
+    bad = main([*args[:-2], "--out", str(tmp_path / "c"), "--num-classes", "100", *data])
+    assert bad == 2
