@@ -108,6 +108,22 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     _add_run_args(p, "number of epochs (overrides the preset)")
 
 
+def _attention_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "attention",
+        help="draw where a student's class and distillation tokens attend, as a PNG",
+        description="For the first N test images: the image, then the attention of the "
+        "class token and of the distillation token over the patches - in the last block "
+        "(averaged over heads) and by attention rollout over all blocks - laid over the "
+        "image, with the predictions of every head and of the teacher as captions. Needs "
+        "matplotlib (pip install 'deit[plots]').",
+    )
+    p.add_argument("--checkpoint", required=True, help="a deit train/finetune checkpoint")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--images", type=int, default=8, help="number of test images (default 8)")
+    _add_data_args(p)
+
+
 def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
@@ -190,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     _teacher_parser(sub)
     _finetune_parser(sub)
     _reproduce_parser(sub)
+    _attention_parser(sub)
     _eval_parser(sub)
     _data_parser(sub)
     return parser
@@ -319,6 +336,26 @@ def run_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_attention(args: argparse.Namespace) -> int:
+    """``deit attention``: the attention figure of a student checkpoint."""
+    from deit.attention import attention_figure_data
+
+    if args.images < 1:
+        raise ConfigError(f"--images must be at least 1, got {args.images}")
+    try:
+        from deit.plots import plot_attention
+    except ImportError:
+        needs = "deit attention draws with matplotlib: pip install 'deit[plots]'"
+        raise ConfigError(needs) from None
+    figure = attention_figure_data(
+        args.checkpoint, args.images, args.data_dir, download=not args.no_download
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    plot_attention(figure, Path(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``deit eval``: accuracy of a checkpoint on the test set."""
     from deit.evaluate import evaluate_checkpoint
@@ -367,6 +404,7 @@ COMMANDS = {
     "teacher": run_teacher,
     "finetune": run_finetune,
     "reproduce": run_reproduce,
+    "attention": run_attention,
     "eval": run_eval,
     "data": run_data,
 }

@@ -242,7 +242,17 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 
 def load_config(path: Path) -> TrainConfig:
-    """Read a config written by :func:`save_config` (JSON lists back to tuples)."""
-    values = json.loads(Path(path).read_text())
+    """Read a config written by :func:`save_config`."""
+    return config_from_dict(json.loads(Path(path).read_text()))
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A validated :class:`TrainConfig` from its saved form (JSON lists back to tuples).
+
+    Fields missing from older runs take their defaults; unknown ones are an error.
+    """
+    unknown = sorted(set(values) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"unknown config keys {unknown}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return validate(TrainConfig(**values))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deit.checkpoint import load_checkpoint
-from deit.config import TrainConfig
+from deit.config import config_from_dict
 from deit.data import load_cifar
 from deit.data.augment import dataset_stats
 from deit.engine import evaluate
@@ -53,7 +53,7 @@ def evaluate_checkpoint(
         return {"checkpoint": str(checkpoint), "kind": "teacher", "top1": top1, "heads": {}}
     if tta:
         raise CheckpointError("--tta applies to teachers; students are evaluated per head")
-    config = TrainConfig(**{**payload["config"], "init_from": ""})
+    config = config_from_dict(payload["config"])
     data = load_cifar(config.dataset, data_dir, download=download)
     model = create_model(config.student, num_classes=data.num_classes, **config.model_overrides())
     load_weights(model, payload["model"], str(path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -56,3 +57,34 @@ def plot_table(results: dict, path: Path) -> None:
 def _which(row: dict) -> str:
     """`` (E, dist)``: the run and head a row shows."""
     return "" if row["run"] == "teacher" else f" ({row['run']}, {row['head']})"
+
+
+def plot_attention(figure: dict, path: Path) -> None:
+    """Each image, then each token's attention map laid over it; predictions as captions."""
+    maps = figure["maps"]
+    pixels = figure["pixels"].permute(0, 2, 3, 1).numpy()
+    classes, labels = figure["classes"], figure["labels"]
+    rows, cols = len(pixels), 1 + len(maps)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.5 * rows), squeeze=False)
+    size = pixels.shape[1]
+    for i in range(rows):
+        said = [f"{who}: {classes[int(p[i])]}" for who, p in figure["predictions"].items()]
+        guesses = "\n".join(", ".join(said[k : k + 2]) for k in range(0, len(said), 2))
+        axes[i, 0].imshow(pixels[i])
+        axes[i, 0].set_title(f"true: {classes[int(labels[i])]}", fontsize=8)
+        axes[i, 0].set_xlabel(guesses, fontsize=6, wrap=True)
+        for j, (name, grid) in enumerate(maps.items(), start=1):
+            heat = torch.nn.functional.interpolate(
+                grid[i][None, None], size=(size, size), mode="bilinear", align_corners=False
+            )[0, 0].numpy()
+            axes[i, j].imshow(pixels[i])
+            axes[i, j].imshow(heat, cmap="inferno", alpha=0.6)
+            if i == 0:
+                axes[i, j].set_title(f"{name}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{figure['student']}: where the tokens attend", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
