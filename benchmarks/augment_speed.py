@@ -82,7 +82,7 @@ def kornia_ops(images: torch.Tensor, labels: torch.Tensor) -> dict:
     )
     randaugment = RandAugment(n=2, m=9)
     erasing = K.RandomErasing(p=0.25)
-    mixup, cutmix = K.RandomMixUpV2(), K.RandomCutMixV2()
+    mixup, cutmix = K.RandomMixUpV2(), K.RandomCutMixV2(use_correct_lambda=True)
     x = (pixels - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     half = len(x) // 2  # timm switches between the two per batch; time one of each
     return {
