@@ -13,6 +13,7 @@ from deit.checkpoint import CheckpointError, load_checkpoint
 from deit.config import (
     PRESETS,
     ConfigError,
+    TrainConfig,
     apply_overrides,
     from_preset,
     load_config,
@@ -226,22 +227,32 @@ def _resumed(saved, args: argparse.Namespace):
     return dataclasses.replace(saved, **{k: v for k, v in where.items() if v is not None})
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """``deit train``: build the config from preset, flags and overrides; train."""
-    if args.resume:
-        config = _resumed(load_config(Path(args.resume) / "config.json"), args)
-        return _finish_train(train(config, args.resume, _command(), resume=True), args.resume)
+def _resume_run(args: argparse.Namespace) -> int:
+    """Continue the run in ``args.resume`` with its saved config (train and finetune)."""
+    config = _resumed(load_config(Path(args.resume) / "config.json"), args)
+    return _finish_train(train(config, args.resume, _command(), resume=True), args.resume)
+
+
+def _config_from_args(args: argparse.Namespace, **changes) -> TrainConfig:
+    """The preset with the recipe flags and ``--set`` overrides applied (train and finetune)."""
     config = from_preset(
         args.preset,
-        student=args.student,
         distillation=args.distillation,
         teacher=args.teacher,
         epochs=args.epochs,
         seed=args.seed,
         data_dir=args.data_dir,
         download=False if args.no_download else None,
+        **changes,
     )
-    config = validate(apply_overrides(config, args.overrides))
+    return validate(apply_overrides(config, args.overrides))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``deit train``: build the config from preset, flags and overrides; train."""
+    if args.resume:
+        return _resume_run(args)
+    config = _config_from_args(args, student=args.student)
     return _finish_train(train(config, args.out, _command()), args.out)
 
 
@@ -250,21 +261,12 @@ def run_finetune(args: argparse.Namespace) -> int:
     from deit.finetune import finetune_config
 
     if args.resume:
-        config = _resumed(load_config(Path(args.resume) / "config.json"), args)
-        return _finish_train(train(config, args.resume, _command(), resume=True), args.resume)
+        return _resume_run(args)
     if not args.checkpoint or not args.img_size:
         raise ConfigError("deit finetune needs --checkpoint and --img-size (or --resume DIR)")
-    config = from_preset(
-        args.preset,
-        distillation=args.distillation,
-        teacher=args.teacher,
-        epochs=args.epochs,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        download=False if args.no_download else None,
+    config = finetune_config(
+        _config_from_args(args), args.checkpoint, args.img_size, args.patch_size
     )
-    config = validate(apply_overrides(config, args.overrides))
-    config = finetune_config(config, args.checkpoint, args.img_size, args.patch_size)
     if args.num_classes is not None:
         classes = {"cifar10": 10, "cifar100": 100}[config.dataset]
         if args.num_classes != classes:
