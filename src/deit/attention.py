@@ -16,13 +16,12 @@ from typing import Any
 
 import torch
 
-from deit.checkpoint import CheckpointError, load_checkpoint
-from deit.config import TrainConfig, config_from_dict
+from deit.checkpoint import CheckpointError
 from deit.data import load_cifar
 from deit.data.augment import dataset_stats, normalize, resize
-from deit.models import create_model
+from deit.evaluate import load_student
 from deit.models.deit import VisionTransformer
-from deit.models.teachers import Teacher, load_teacher, load_weights
+from deit.models.teachers import Teacher, load_teacher
 
 
 def attention_rollout(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -56,19 +55,6 @@ def token_attention(model: VisionTransformer, x: torch.Tensor) -> dict[str, torc
             grid = grid / grid.sum(-1, keepdim=True)
             out[f"{token} {kind}"] = grid.reshape(-1, side, side)
     return out
-
-
-def load_student(checkpoint: str | Path) -> tuple[VisionTransformer, TrainConfig]:
-    """The student of a ``deit train``/``deit finetune`` checkpoint, and its config."""
-    payload = load_checkpoint(checkpoint)
-    saved = payload.get("config") if isinstance(payload, dict) else None
-    if not isinstance(saved, dict) or "student" not in saved:
-        raise CheckpointError(f"{checkpoint} is not a student checkpoint of deit train")
-    config = config_from_dict(saved)
-    classes = 100 if config.dataset == "cifar100" else 10
-    model = create_model(config.student, num_classes=classes, **config.model_overrides())
-    load_weights(model, payload["model"], str(checkpoint))
-    return model.eval(), config
 
 
 @torch.no_grad()

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from deit.checkpoint import load_checkpoint
-from deit.config import config_from_dict
+from deit.config import TrainConfig, config_from_dict
 from deit.data import load_cifar
 from deit.data.augment import dataset_stats
 from deit.engine import evaluate
 from deit.models import create_model
+from deit.models.deit import VisionTransformer
 from deit.models.teachers import SHIPPED_TEACHERS, CheckpointError, load_teacher, load_weights
 from deit.teacher_training import evaluate_teacher
 
@@ -28,6 +29,23 @@ def _student_payload(path: Path) -> dict[str, Any] | None:
     payload = load_checkpoint(path)
     is_student = isinstance(payload, dict) and "student" in payload.get("config", {})
     return payload if is_student else None
+
+
+def _rebuild_student(payload: dict[str, Any], source: str) -> tuple[VisionTransformer, TrainConfig]:
+    """The student (in eval mode) and config stored in a ``deit train`` checkpoint's contents."""
+    config = config_from_dict(payload["config"])
+    classes = 100 if config.dataset == "cifar100" else 10
+    model = create_model(config.student, num_classes=classes, **config.model_overrides())
+    load_weights(model, payload["model"], source)
+    return model.eval(), config
+
+
+def load_student(checkpoint: str | Path) -> tuple[VisionTransformer, TrainConfig]:
+    """The student of a ``deit train``/``deit finetune`` checkpoint, and its config."""
+    payload = _student_payload(Path(checkpoint))
+    if payload is None:
+        raise CheckpointError(f"{checkpoint} is not a student checkpoint of deit train")
+    return _rebuild_student(payload, str(checkpoint))
 
 
 def evaluate_checkpoint(
@@ -53,10 +71,8 @@ def evaluate_checkpoint(
         return {"checkpoint": str(checkpoint), "kind": "teacher", "top1": top1, "heads": {}}
     if tta:
         raise CheckpointError("--tta applies to teachers; students are evaluated per head")
-    config = config_from_dict(payload["config"])
+    model, config = _rebuild_student(payload, str(path))
     data = load_cifar(config.dataset, data_dir, download=download)
-    model = create_model(config.student, num_classes=data.num_classes, **config.model_overrides())
-    load_weights(model, payload["model"], str(path))
     mean, std = dataset_stats(config.dataset)
     heads = evaluate(
         model, data.test_images, data.test_labels, mean=mean, std=std, img_size=config.img_size
