@@ -49,6 +49,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     drop_path_rate: float = 0.1
     crop_padding: int = 4
+    hflip: float = 0.5  # probability of a horizontal flip per image
     randaugment_ops: int = 0  # 0: off; the paper uses 2 ops at magnitude 9
     randaugment_magnitude: float = 9.0
     random_erasing: float = 0.0  # probability per image; the paper uses 0.25
@@ -65,6 +66,7 @@ class TrainConfig:
     validation: bool = False  # evaluate on a held-out training slice, not the test set
     seed: int = 0
     threads: int = 0  # 0: all cores
+    device: str = "auto"  # auto: this rank's GPU if there is one, else the CPU; or cpu, cuda
 
     def model_overrides(self) -> dict[str, int]:
         """The architecture fields set here that replace what the student's name says."""
@@ -84,7 +86,11 @@ class TrainConfig:
     @property
     def scaled_lr(self) -> float:
         """Peak learning rate for this batch size (the paper's lr × batch/512)."""
-        return self.lr * self.batch_size / 512
+        return self.peak_lr(world_size=1)
+
+    def peak_lr(self, world_size: int) -> float:
+        """Peak learning rate for the global batch of ``world_size`` ranks (lr × global/512)."""
+        return self.lr * self.batch_size * world_size / 512
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -206,6 +212,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if not 0 <= config.ema_decay < 1:
         raise ConfigError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
+    if not 0 <= config.hflip <= 1:
+        raise ConfigError(f"hflip must be in [0, 1], got {config.hflip}")
+    if config.device != "auto" and config.device.split(":")[0] not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
     if not 0 <= config.random_erasing <= 1:
         raise ConfigError(f"random_erasing must be in [0, 1], got {config.random_erasing}")
     if not 0 <= config.drop_path_rate < 1:

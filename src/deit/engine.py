@@ -80,6 +80,8 @@ def train_one_epoch(
     ema: Any = None,
     desc: str = "train",
     total: int | None = None,
+    sync_every: int = 1,
+    show: bool = True,
 ) -> dict[str, float]:
     """Train ``model`` on ``batches``; return the loss sum, images, steps and seconds.
 
@@ -91,15 +93,22 @@ def train_one_epoch(
     exactly that batch (a :class:`ResizeInput` student sees it downscaled).
     ``clip_grad`` caps the gradient norm (0: off); ``bf16`` runs forward and
     loss under bfloat16 autocast; ``ema`` (a ``ModelEMA``) is updated after
-    every optimizer step. ``stop()`` is asked after every step;
-    when it says so the epoch ends early (the caller checkpoints). A non-finite loss raises
-    ``FloatingPointError`` at once, before the optimizer can spread it into
-    the weights. Sums rather than means are returned so that the parts of an
-    epoch split by an interruption add up.
+    every optimizer step.
+
+    The host looks at the loss only every ``sync_every`` steps (1 on a CPU,
+    where it costs nothing; more on a GPU, where reading a value waits for
+    the queued work): there the progress bar is updated, a non-finite loss
+    raises ``FloatingPointError`` and ``stop()`` is asked whether to end the
+    epoch early (the caller checkpoints). With ``sync_every=1`` a non-finite
+    loss is caught before the optimizer can spread it into the weights.
+    Sums rather than means are returned so that the parts of an epoch split
+    by an interruption add up. ``show=False`` hides the progress bar (ranks
+    other than 0).
     """
     model.train()
-    loss_sum, images_seen, steps, start = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(batches, desc=desc, total=total, leave=False, dynamic_ncols=True)
+    loss_sum: torch.Tensor | float = 0.0
+    images_seen, steps, start = 0, 0, time.perf_counter()
+    bar = tqdm(batches, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=not show)
     for images, labels in bar:
         step = first_step + steps
         for group in optimizer.param_groups:
@@ -107,7 +116,7 @@ def train_one_epoch(
         x, targets = augment(images, labels)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = loss_fn(model(x), targets, x)
-        if not torch.isfinite(loss):
+        if sync_every == 1 and not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,16 +125,23 @@ def train_one_epoch(
         optimizer.step()
         if ema is not None:
             ema.update(model)
-        loss_sum += loss.item() * len(labels)
+        loss_sum = loss_sum + loss.detach().double() * len(labels)
         images_seen += len(labels)
         steps += 1
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{loss_sum / images_seen:.3f}", img_s=f"{images_seen / elapsed:.0f}")
-        if stop():
-            break
+        if steps % sync_every == 0:
+            mean_loss = float(loss_sum) / images_seen
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"non-finite loss by step {step}")
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{images_seen / elapsed:.0f}")
+            if stop():
+                break
     bar.close()
+    loss_total = float(loss_sum)
+    if not math.isfinite(loss_total):
+        raise FloatingPointError(f"non-finite loss in the last {sync_every} steps")
     seconds = time.perf_counter() - start
-    return {"loss_sum": loss_sum, "images": images_seen, "steps": steps, "seconds": seconds}
+    return {"loss_sum": loss_total, "images": images_seen, "steps": steps, "seconds": seconds}
 
 
 @torch.inference_mode()

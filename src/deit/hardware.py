@@ -9,8 +9,12 @@ from typing import Any
 import torch
 
 
-def hardware() -> dict[str, Any]:
-    """The machine a run used, for the summary: CPU model, threads, torch version."""
+def hardware(world: Any = None) -> dict[str, Any]:
+    """The machine a run used, for the summary: CPU model, threads, torch version.
+
+    With ``world`` (a :class:`deit.distributed.World`) also the device the
+    run trained on (the GPU's name) and the number of processes.
+    """
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -18,4 +22,9 @@ def hardware() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    found = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if world is not None:
+        device = world.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        found |= {"device": name, "processes": world.world_size}
+    return found

@@ -1,0 +1,127 @@
+"""Data-parallel training with PyTorch's own engine: torchrun and DistributedDataParallel.
+
+``torchrun --nproc_per_node N -m deit train ...`` starts N copies of the
+command with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous
+address in their environment; :func:`session` reads them, joins the process
+group (NCCL between GPUs, gloo on CPU) and says which device this rank
+trains on. Without those variables it is a world of one and nothing is
+initialised, so the same code runs a plain single-process job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from deit.config import ConfigError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job: its rank, the number of ranks, its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files and shows progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether more than one process trains."""
+        return self.world_size > 1
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """``model`` in DistributedDataParallel (gradients averaged over ranks), or as is."""
+        if not self.distributed:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum of ``values`` over all ranks (float64, so counts stay exact)."""
+        if not self.distributed:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any: a decision all ranks must share."""
+        return self.sum([float(flag)])[0] > 0
+
+    def gather(self, obj: Any) -> list[Any]:
+        """``obj`` of every rank, in rank order, on every rank (small picklable objects)."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        """Wait until every rank arrives here."""
+        if self.distributed:
+            dist.barrier()
+
+    @property
+    def _comm_device(self) -> torch.device:
+        """Where collective tensors live: NCCL needs them on the GPU, gloo on the CPU."""
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device a config's ``device`` names: ``auto`` is this rank's GPU if any, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but PyTorch sees no GPU here")
+        if device.index is None:
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one rank of a torchrun (or equivalent) job."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def is_main_process() -> bool:
+    """Rank 0, or a single process: who may print results and errors."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+@contextlib.contextmanager
+def session(device: str = "auto") -> Iterator[World]:
+    """Join the torchrun job this process belongs to (if any) and leave it on exit.
+
+    The backend follows the device: NCCL for GPUs, gloo for CPUs. A process
+    group that is already initialised (by the caller) is used and left open.
+    """
+    if not launched_by_torchrun():
+        yield World(device=pick_device(device))
+        return
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    here = pick_device(device, local_rank)
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("nccl" if here.type == "cuda" else "gloo")
+    try:
+        yield World(rank, world_size, local_rank, here)
+    finally:
+        if owned:
+            dist.destroy_process_group()

@@ -1,0 +1,116 @@
+"""Data-parallel training: the single-process world; torchrun on CPU (gloo) against one process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from deit.checkpoint import load_checkpoint
+from deit.config import ConfigError, TrainConfig, validate
+from deit.distributed import is_main_process, pick_device, session
+
+
+def test_without_torchrun_a_session_is_a_world_of_one(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with session("cpu") as world:
+        assert (world.rank, world.world_size, world.is_main, world.distributed) == (
+            0, 1, True, False,
+        )  # fmt: skip
+        assert world.device == torch.device("cpu")
+        model = nn.Linear(2, 2)
+        assert world.wrap(model) is model
+        assert world.sum([1.5, 2.0]) == [1.5, 2.0]
+        assert world.any(True) and not world.any(False)
+        assert world.gather({"a": 1}) == [{"a": 1}]
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="no GPU"):
+        pick_device("cuda")
+    assert pick_device("auto") == torch.device("cpu")
+
+
+def test_only_rank_zero_is_the_main_process(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()
+
+
+def test_device_and_flip_are_checked():
+    with pytest.raises(ConfigError, match="device"):
+        validate(TrainConfig(device="tpu"))
+    with pytest.raises(ConfigError, match="hflip"):
+        validate(TrainConfig(hflip=1.5))
+
+
+def test_the_learning_rate_follows_the_global_batch():
+    config = TrainConfig(lr=5e-4, batch_size=128)
+    assert config.peak_lr(world_size=4) == pytest.approx(5e-4)
+    assert config.peak_lr(world_size=1) == config.scaled_lr
+
+
+def _deit_train(args: list[str], processes: int, cwd) -> subprocess.CompletedProcess:
+    """Run ``deit train`` as one process, or under torchrun with ``processes`` ranks."""
+    launcher = [sys.executable, "-m", "deit"]
+    if processes > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={processes}", "-m", "deit"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*launcher, "train", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def test_two_gloo_processes_match_one_process_with_the_global_batch(cifar_dir, tmp_path):
+    """k = 8 steps of hard distillation: 2 ranks × batch 32 against 1 process × batch 64.
+
+    Augmentation draws nothing that changes the images (no padding, no flip),
+    so both sides see the same global batches; only the order of floating-point
+    sums differs (the gradient is averaged over ranks by DDP). Tolerance: every
+    weight within 1e-4 after 8 AdamW steps.
+    """
+    common = ["--preset", "smoke", "--distillation", "hard", "--epochs", "1",
+              "--data-dir", str(cifar_dir), "--no-download"]  # fmt: skip
+    for key_value in ("train_size=512", "test_size=256", "crop_padding=0", "hflip=0", "threads=1"):
+        common += ["--set", key_value]
+    one = _deit_train([*common, "--out", "one", "--set", "batch_size=64"], 1, tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = _deit_train([*common, "--out", "two", "--set", "batch_size=32"], 2, tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("run directory: two") == 1  # printed by rank 0 only
+
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "checkpoint.pt", "config.json", "metrics.jsonl", "summary.json",
+    ]  # fmt: skip
+    first, second = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("one", "two"))
+    assert first["step"] == second["step"] == 8
+    assert len(second["ranks"]) == 2
+    for name, weight in first["model"].items():
+        torch.testing.assert_close(second["model"][name], weight, atol=1e-4, rtol=0, msg=name)
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two")]
+    assert summaries[1]["hardware"]["processes"] == 2
+    assert summaries[0]["teacher_top1"] == pytest.approx(summaries[1]["teacher_top1"])
+    for head, top1 in summaries[0]["test_top1"].items():
+        assert summaries[1]["test_top1"][head] == pytest.approx(top1, abs=1.0)
+
+
+def test_a_distributed_checkpoint_resumes_only_with_as_many_processes(cifar_dir, tmp_path):
+    args = ["--preset", "smoke", "--epochs", "1", "--data-dir", str(cifar_dir), "--no-download"]
+    for key_value in ("train_size=256", "test_size=128", "batch_size=32"):
+        args += ["--set", key_value]
+    assert _deit_train([*args, "--out", "run"], 2, tmp_path).returncode == 0
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    (tmp_path / "run" / "summary.json").unlink()
+    state["step"] = 0
+    torch.save(state, tmp_path / "run" / "checkpoint.pt")
+    resumed = _deit_train(["--resume", "run"], 1, tmp_path)
+    assert resumed.returncode == 2
+    assert "written by 2 process(es)" in resumed.stderr
