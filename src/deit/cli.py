@@ -20,6 +20,7 @@ from deit.config import (
     validate,
 )
 from deit.data import DataError, load_cifar
+from deit.distributed import is_main_process
 from deit.trainer import RunInterrupted, train
 
 EXIT_USAGE = 2
@@ -195,6 +196,27 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     _add_data_args(p)
 
 
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="training and inference img/s and GFLOP/s against the matmul ceiling",
+        description="Time a training step and an inference step of DeiT-Ti/S (32 px patch 4, "
+        "224 px patch 16) and of the teachers on random data, count their FLOPs with "
+        "PyTorch's flop counter (attention included), and compare the achieved GFLOP/s with "
+        "the best large matrix product measured in the same run (fp32; on GPUs the steps run "
+        "under bf16 autocast against the bf16 ceiling). Progress goes to stderr.",
+    )
+    p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    p.add_argument("--models", nargs="+", metavar="NAME", help="students or teachers to time")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda")
+    p.add_argument("--batch-size", type=int, help="one batch size for every model")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
+    precision.add_argument("--fp32", dest="bf16", action="store_false", help="fp32 only")
+    p.add_argument("--quick", action="store_true", help="batch 8, few steps: a smoke check")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``deit`` command and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -210,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     _attention_parser(sub)
     _eval_parser(sub)
     _data_parser(sub)
+    _bench_parser(sub)
     return parser
 
 
@@ -280,7 +303,9 @@ def _command() -> list[str]:
 
 
 def _finish_train(summary: dict, out: str) -> int:
-    """Print the result of a finished training run."""
+    """Print the result of a finished training run (rank 0 only under torchrun)."""
+    if not is_main_process():
+        return 0
     heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
     print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
     print(f"run directory: {out}")
@@ -401,6 +426,27 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench(args: argparse.Namespace) -> int:
+    """``deit bench``: speed of every model against the matmul ceiling."""
+    from deit.bench import STUDENTS, TEACHERS, bench, markdown
+    from deit.distributed import pick_device
+
+    models = tuple(args.models or STUDENTS + TEACHERS)
+    unknown = [m for m in models if m not in STUDENTS + TEACHERS]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; choose from {STUDENTS + TEACHERS}")
+    if args.steps < 1 or (args.batch_size is not None and args.batch_size < 1):
+        raise ConfigError("--steps and --batch-size must be positive")
+    quick = {"batch_size": 8, "warmup": 1, "steps": 2, "ceiling_size": 1024} if args.quick else {}
+    options = {"batch_size": args.batch_size, "steps": args.steps} | quick
+    result = bench(
+        models, device=pick_device(args.device), bf16=args.bf16, **options,
+        progress=lambda line: print(f"timing {line}", file=sys.stderr, flush=True),
+    )  # fmt: skip
+    print(json.dumps(result["rows"], indent=1) if args.json else markdown(result))
+    return 0
+
+
 COMMANDS = {
     "train": run_train,
     "teacher": run_teacher,
@@ -409,6 +455,7 @@ COMMANDS = {
     "attention": run_attention,
     "eval": run_eval,
     "data": run_data,
+    "bench": run_bench,
 }
 
 
@@ -427,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     except RunInterrupted as err:
-        print(f"deit {args.command}: {err}", file=sys.stderr)
+        if is_main_process():
+            print(f"deit {args.command}: {err}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print(f"deit {args.command}: interrupted", file=sys.stderr)

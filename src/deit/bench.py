@@ -1,0 +1,283 @@
+"""``deit bench``: training and inference speed against this machine's matrix-product ceiling.
+
+For each model a training step (forward, loss, backward, optimizer step) and
+an inference step are timed on random data, and their FLOPs are counted by
+``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
+convolutions, backward included). The counter's table has no entry for the
+CPU flash-attention kernel, so on the CPU its q·kᵀ and p·v are added with
+the counter's own SDPA formulas, which it applies on GPUs: the same work is
+counted on every device. The ceiling is the best GFLOP/s of a large square
+matrix product in the same precision, measured in the same process before
+and after the models; the ratio to it says how much of the machine the step
+uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
+
+from deit.models import create_model
+from deit.models.teachers import Teacher, create_teacher
+
+STUDENTS = (
+    "deit_tiny_distilled_patch4_32",
+    "deit_small_distilled_patch4_32",
+    "deit_tiny_distilled_patch16_224",
+    "deit_small_distilled_patch16_224",
+)
+TEACHERS = ("fastcnn", "resnet18")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One row of ``deit bench``: a model, a mode and its speed against the ceiling."""
+
+    model: str
+    img_size: int
+    patch_size: int | None
+    batch_size: int
+    mode: str  # train or infer
+    dtype: str  # float32, or bfloat16 under autocast
+    img_per_s: float
+    gflop_per_img: float
+    gflop_per_s: float
+    ceiling_gflop_per_s: float
+    ratio: float
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_ceiling(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
+    """Best GFLOP/s of an n×n by n×n matrix product: the attainable peak to compare to."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def _attention_formulas() -> dict:
+    """Counter entries for the CPU flash-attention ops, from the counter's own SDPA formulas."""
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs):
+        return flop_counter.sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
+        return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
+
+    aten = torch.ops.aten
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+    }
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` (attention included on every device)."""
+    with FlopCounterMode(display=False, custom_mapping=_attention_formulas()) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def time_step(fn: Callable[[], object], device: torch.device, warmup: int, steps: int) -> float:
+    """Median seconds per call of ``fn`` after ``warmup`` calls (robust on a shared machine)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _student_steps(name: str, batch: int, device: torch.device, bf16: bool):
+    """(model, size, patch, train step, inference step) of a distilled DeiT student."""
+    model = create_model(name).to(device)
+    size, patch = model.patch_embed.img_size, model.patch_embed.patch_size
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, model.num_classes, (batch,), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.05)
+
+    def train_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            cls, dist = model(x)
+            loss = (F.cross_entropy(cls, y) + F.cross_entropy(dist, y)) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer_step():
+        with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            model(x)
+
+    return model, size, patch, train_step, infer_step
+
+
+def _teacher_steps(arch: str, batch: int, device: torch.device, bf16: bool):
+    """(model, size, None, train step, inference step) of a teacher CNN.
+
+    Training is a teacher's own SGD step; inference is the frozen, BN-folded,
+    channels-last copy that labels a student's batches during distillation.
+    """
+    model = create_teacher(arch).to(device).to(memory_format=torch.channels_last)
+    size = model.img_size
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    y = torch.randint(0, 10, (batch,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    frozen = Teacher(model, input_mean=model.mean, input_std=model.std, bf16=bf16).to(device)
+
+    def train_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer_step():
+        frozen(x)
+
+    return model, size, None, train_step, infer_step
+
+
+def measure(
+    name: str,
+    batch: int,
+    device: torch.device,
+    ceiling: float,
+    *,
+    bf16: bool = False,
+    warmup: int = 3,
+    steps: int = 10,
+) -> list[Measurement]:
+    """Time the training and inference steps of student or teacher ``name``."""
+    torch.manual_seed(0)
+    build = _teacher_steps if name in TEACHERS else _student_steps
+    model, size, patch, train_step, infer_step = build(name, batch, device, bf16)
+    rows = []
+    for mode, step in (("train", train_step), ("infer", infer_step)):
+        model.train(mode == "train")
+        flops = count_flops(step)
+        seconds = time_step(step, device, warmup, steps)
+        gflop_per_s = flops / seconds / 1e9
+        rows.append(
+            Measurement(
+                model=name,
+                img_size=size,
+                patch_size=patch,
+                batch_size=batch,
+                mode=mode,
+                dtype="bfloat16" if bf16 else "float32",
+                img_per_s=batch / seconds,
+                gflop_per_img=flops / batch / 1e9,
+                gflop_per_s=gflop_per_s,
+                ceiling_gflop_per_s=ceiling,
+                ratio=gflop_per_s / ceiling,
+            )  # fmt: skip
+        )
+    return rows
+
+
+def default_batch(name: str, device: torch.device) -> int:
+    """Batch size per model: what training uses at 32 px, smaller at 224 px on a CPU."""
+    large = name.endswith("_224")
+    if device.type == "cuda":
+        return 128 if large else 512
+    return 32 if large else 128
+
+
+def bench(
+    models: tuple[str, ...] = STUDENTS + TEACHERS,
+    *,
+    device: torch.device | str = "cpu",
+    bf16: bool | None = None,
+    batch_size: int | None = None,
+    warmup: int = 3,
+    steps: int = 10,
+    ceiling_size: int = 4096,
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict:
+    """Measure every model in ``models``; return the machine, the ceilings and the rows.
+
+    ``bf16`` (default: on GPUs) runs the steps under bfloat16 autocast and
+    compares them with the bf16 ceiling; fp32 otherwise. Both ceilings are
+    measured on GPUs; on a CPU only fp32 unless ``bf16`` is asked for.
+    """
+    device = torch.device(device)
+    bf16 = device.type == "cuda" if bf16 is None else bf16
+    dtypes = {"float32": torch.float32}
+    if bf16 or device.type == "cuda":
+        dtypes["bfloat16"] = torch.bfloat16
+    repeats = 20 if device.type == "cuda" else 5
+    ceilings = {k: matmul_ceiling(device, t, ceiling_size, repeats) for k, t in dtypes.items()}
+    used = "bfloat16" if bf16 else "float32"
+    rows = []
+    for name in models:
+        batch = batch_size or default_batch(name, device)
+        progress(f"{name} batch {batch}")
+        rows += measure(name, batch, device, ceilings[used], bf16=bf16, warmup=warmup, steps=steps)
+    after = {k: matmul_ceiling(device, t, ceiling_size, repeats) for k, t in dtypes.items()}
+    ceilings = {k: max(v, after[k]) for k, v in ceilings.items()}
+    rows = [_against(row, ceilings[used]) for row in rows]
+    return {
+        "device": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "ceilings_gflop_per_s": ceilings,
+        "rows": [asdict(r) for r in rows],
+    }
+
+
+def _against(row: Measurement, ceiling: float) -> Measurement:
+    """``row`` with its ratio taken to the best ceiling seen in the run."""
+    return Measurement(**{**asdict(row), "ceiling_gflop_per_s": ceiling,
+                          "ratio": row.gflop_per_s / ceiling})  # fmt: skip
+
+
+def _device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from deit.hardware import hardware
+
+    return hardware()["cpu"]
+
+
+def markdown(result: dict) -> str:
+    """The bench result as a markdown table, with the machine and the ceilings above it."""
+    ceilings = ", ".join(f"{k} {v:.1f}" for k, v in result["ceilings_gflop_per_s"].items())
+    lines = [
+        f"{result['device']} · {result['threads']} threads · torch {result['torch']} · "
+        f"matmul ceiling GFLOP/s: {ceilings}",
+        "",
+        "| model | img | patch | batch | mode | dtype | img/s | GFLOP/img | GFLOP/s | ratio |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['img_size']} | {r['patch_size'] or '-'} | {r['batch_size']} "
+            f"| {r['mode']} | {r['dtype']} | {r['img_per_s']:.1f} | {r['gflop_per_img']:.3f} "
+            f"| {r['gflop_per_s']:.1f} | {100 * r['ratio']:.1f} % |"
+        )
+    return "\n".join(lines)
