@@ -7,7 +7,7 @@ import pytest
 from deit.cli import main
 from deit.config import ConfigError, from_preset
 from deit.models import parse_model_name
-from deit.reproduce import ROWS, RUNS, checks, reproduce, run_config
+from deit.reproduce import ROWS, RUNS, _check_matrix, checks, reproduce, run_config
 
 # The smoke preset cut further: a few steps per run, so the five runs take seconds.
 TINY = ("train_size=512", "test_size=256", "epochs=2", "threads=1")
@@ -85,6 +85,15 @@ def test_a_directory_of_another_matrix_is_refused(matrix, cifar_dir, capsys):
         reproduce("smoke", matrix, data_dir=str(cifar_dir), overrides=("epochs=1",))
     code = main(["reproduce", "--preset", "smoke", "--out", str(matrix), "--seeds", "2"])
     assert code == 2 and "holds a matrix" in capsys.readouterr().err
+
+
+def test_more_seeds_extend_the_same_matrix(tmp_path):
+    record = {"preset": "smoke", "overrides": [], "seeds": 1, "train_teacher": False}
+    _check_matrix(tmp_path, record)
+    _check_matrix(tmp_path, record | {"seeds": 3})
+    assert json.loads((tmp_path / "reproduce.json").read_text())["seeds"] == 3
+    with pytest.raises(ConfigError, match="holds a matrix"):
+        _check_matrix(tmp_path, record | {"preset": "cpu-proxy"})
 
 
 def test_bad_seed_count_and_bad_override_fail_before_any_work(tmp_path):

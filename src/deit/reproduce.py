@@ -136,20 +136,25 @@ def _command() -> list[str]:
 
 
 def _check_matrix(out: Path, record: dict) -> None:
-    """Refuse to mix two different matrices in one directory; remember this one."""
+    """Refuse to mix two different matrices in one directory; remember this one.
+
+    The number of seeds may change: more seeds add runs (``A.seed1``…) to
+    the same matrix, fewer report on the first ones.
+    """
     path = out / "reproduce.json"
     if path.is_file():
         saved = json.loads(path.read_text())
-        keys = ("preset", "overrides", "seeds", "train_teacher")
+        keys = ("preset", "overrides", "train_teacher")
         if any(saved.get(k) != record.get(k) for k in keys):
             raise ConfigError(
                 f"{out} holds a matrix made with "
                 + ", ".join(f"{k}={saved.get(k)!r}" for k in keys)
                 + "; use another --out or the same options"
             )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        if saved.get("seeds") == record["seeds"]:
+            return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _train_run(config: TrainConfig, where: Path, command: list[str]) -> dict:
@@ -190,8 +195,9 @@ def reproduce(
     ``validation=true`` to tune on a held-out slice of the training set).
     With ``train_teacher`` the teacher is trained in ``out/teacher`` first
     instead of using the shipped one. Calling it again on the same ``out``
-    skips finished runs and resumes an interrupted one; it refuses a
-    directory made with other options. Returns the ``results.json`` content.
+    skips finished runs and resumes an interrupted one (with a larger
+    ``seeds`` it adds the new seeds' runs); it refuses a directory made with
+    another preset, other overrides or another teacher. Returns the ``results.json`` content.
     """
     out = Path(out)
     if seeds < 1:
