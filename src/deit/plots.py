@@ -85,6 +85,6 @@ def plot_attention(figure: dict, path: Path) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{figure['student']}: where the tokens attend", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (2.5 * rows)))  # room for the title
     fig.savefig(path, dpi=110)
     plt.close(fig)
