@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from deit.hardware import hardware
 from deit.models import create_model
 from deit.models.teachers import Teacher, create_teacher
 
@@ -251,16 +252,13 @@ def bench(
 
 def _against(row: Measurement, ceiling: float) -> Measurement:
     """``row`` with its ratio taken to the best ceiling seen in the run."""
-    return Measurement(**{**asdict(row), "ceiling_gflop_per_s": ceiling,
-                          "ratio": row.gflop_per_s / ceiling})  # fmt: skip
+    return replace(row, ceiling_gflop_per_s=ceiling, ratio=row.gflop_per_s / ceiling)
 
 
 def _device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from deit.hardware import hardware
-
     return hardware()["cpu"]
 
 

@@ -264,8 +264,7 @@ def _evaluate_all(model, test_set, mean, std, world: World, **kwargs) -> dict[st
     images = test_set[0]
     top1 = evaluate(model, *test_set, mean=mean, std=std, **kwargs)
     names = list(top1)  # the same order on every rank
-    counts = world.sum([top1[name] * len(images) for name in names])
-    total = world.sum([len(images)])[0]
+    *counts, total = world.sum([top1[name] * len(images) for name in names] + [len(images)])
     return {name: count / total for name, count in zip(names, counts, strict=True)}
 
 
