@@ -16,15 +16,25 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(results: dict, path: Path) -> None:
-    """Test top-1 per epoch, one line per run (the default head: avg if distilled, else cls)."""
+    """Test top-1 per epoch, one colour per run (the default head: avg if distilled, else cls).
+
+    Repeats of a run with other seeds share its colour, dashed and unlabelled,
+    so the legend stays one line per run however many seeds there are.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours: dict[str, str] = {}
     for run in results["runs"]:
         epochs = range(1, len(run["curve"]) + 1)
-        ax.plot(epochs, run["curve"], marker="o", label=f"{run['directory']}: {run['description']}")
+        first = run["run"] not in colours
+        colour = colours.setdefault(run["run"], f"C{len(colours)}")
+        label = f"{run['run']}: {run['description']}" if first else None
+        style = "-" if first else "--"
+        ax.plot(epochs, run["curve"], style, color=colour, marker="o", markersize=4, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{results['evaluated_on']} top-1 (%)")
-    ax.set_title(f"DeiT students, preset {results['preset']}")
+    seeds = f", {results['seeds']} seeds (later ones dashed)" if results.get("seeds", 1) > 1 else ""
+    ax.set_title(f"DeiT students, preset {results['preset']}{seeds}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -255,7 +255,7 @@ def collect(
                 "head": row.head,
                 "label": row.label,
                 "teacher": row.teacher,
-                "top1": statistics.mean(values),
+                "top1": round(statistics.mean(values), 6),
                 "top1_seeds": values,
                 "report_top1": row.report_top1,
                 "claim": row.claim,
