@@ -33,7 +33,7 @@ def plot_curves(results: dict, path: Path) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{results['evaluated_on']} top-1 (%)")
-    seeds = f", {results['seeds']} seeds (later ones dashed)" if results.get("seeds", 1) > 1 else ""
+    seeds = f", {results['seeds']} seeds (later ones dashed)" if results["seeds"] > 1 else ""
     ax.set_title(f"DeiT students, preset {results['preset']}{seeds}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
