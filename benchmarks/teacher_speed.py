@@ -24,7 +24,8 @@ from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from deit.engine import param_groups
 from deit.hardware import hardware
 from deit.models import create_model
-from deit.models.teachers import Teacher, fold_batchnorm, load_teacher
+from deit.models.cnn import fold_batchnorm
+from deit.models.teachers import Teacher, load_teacher
 
 
 def best_seconds(fn, repeats: int) -> float:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -59,6 +60,7 @@ def test_bench_refuses_unknown_models(capsys):
     assert "unknown model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_gpu_check_script_runs_its_steps_on_a_cpu(cifar_dir, tmp_path):
     """The script's own dry run (DEVICE=cpu, tiny slices), so it cannot rot without a GPU."""
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path / "check"), "BENCH_FLAGS": "--quick",

@@ -1,8 +1,9 @@
-"""CIFAR reading, checking, downloading and the held-out validation split."""
+"""CIFAR reading, checking, downloading, describing and the held-out validation split."""
 
 import builtins
 import hashlib
 import io
+import json
 import os
 import pickle
 import struct
@@ -14,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from deit.data import cifar
+from deit.data import cifar, describe, download
+from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from deit.data.cifar import (
     CIFAR,
-    Archive,
     DataError,
-    download_cifar,
     holdout_validation,
     load_cifar,
     resolve_data_dir,
 )
+from deit.data.download import Archive, download_cifar
 
 RECORD10 = 1 + 3072
 
@@ -91,7 +92,7 @@ def archive_at(monkeypatch):
 
     def point(path, checksum=None):
         entry = Archive(path.as_uri(), checksum or md5(path))
-        monkeypatch.setitem(cifar.ARCHIVES, "cifar10", entry)
+        monkeypatch.setitem(download.ARCHIVES, "cifar10", entry)
         return entry
 
     return point
@@ -118,6 +119,19 @@ def test_real_cifar10_loads_in_under_3_seconds(cifar_dir):
     start = time.perf_counter()
     load_cifar("cifar10", cifar_dir, download=False)
     assert time.perf_counter() - start < 3.0
+
+
+def test_describe_reports_the_real_cifar10(cifar_dir):
+    report = describe("cifar10", cifar_dir, download=False)
+    assert json.loads(json.dumps(report)) == report
+    assert report["dataset"] == "cifar10"
+    assert report["root"] == str(cifar_dir / "cifar-10-batches-bin")
+    assert (report["train"], report["test"]) == (50000, 10000)
+    assert report["classes"][0] == "airplane" and len(report["classes"]) == 10
+    assert report["train_per_class"] == [5000] * 10
+    assert np.allclose(report["mean"], CIFAR10_MEAN, atol=1e-3)
+    assert np.allclose(report["std"], CIFAR10_STD, atol=1e-3)
+    assert 0 <= report["load_seconds"] < 60
 
 
 def test_dataset_names_are_normalised_and_checked(cifar_dir, cifar10):
@@ -346,7 +360,7 @@ def test_load_downloads_when_missing(tmp_path, cifar_dir, cifar10, monkeypatch):
     with tarfile.open(source, "w") as tar:  # uncompressed: fast; the reader takes any tar
         tar.add(cifar_dir / "cifar-10-batches-bin", "cifar-10-batches-bin")
     monkeypatch.setitem(
-        cifar.ARCHIVES, "cifar10", Archive("https://example.invalid/c.tar.gz", md5(source))
+        download.ARCHIVES, "cifar10", Archive("https://example.invalid/c.tar.gz", md5(source))
     )
     fetched = []
 
@@ -354,15 +368,12 @@ def test_load_downloads_when_missing(tmp_path, cifar_dir, cifar10, monkeypatch):
         fetched.append(url)
         os.link(source, dest)  # a hard link: the "download" costs nothing
 
-    monkeypatch.setattr(cifar, "fetch_url", fetch)
+    monkeypatch.setattr(download, "fetch_url", fetch)  # the name download_cifar looks up
     d = load_cifar("cifar10", tmp_path / "data")
     assert fetched == ["https://example.invalid/c.tar.gz"]
     assert d.root == tmp_path / "data" / "cifar-10-batches-bin"
     assert torch.equal(d.train_labels, cifar10.train_labels)
     assert torch.equal(d.test_images, cifar10.test_images)
-
-
-# ----------------------------------------------------------------------------- CIFAR-100
 
 
 def _synthetic100(n, offset=0):

@@ -1,5 +1,9 @@
 """Tests for configs, presets and key=value overrides."""
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 
 from deit.config import (
@@ -7,11 +11,15 @@ from deit.config import (
     ConfigError,
     TrainConfig,
     apply_overrides,
+    config_from_dict,
     from_preset,
     load_config,
     save_config,
     validate,
 )
+from deit.models.registry import resolve_architecture
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def test_every_preset_builds():
@@ -76,3 +84,69 @@ def test_config_round_trips_through_json(tmp_path):
     config = from_preset("smoke", seed=3)
     save_config(config, tmp_path / "config.json")
     assert load_config(tmp_path / "config.json") == config
+
+
+def sizes(config):
+    """Width, depth and heads as a config records them."""
+    return config.embed_dim, config.depth, config.num_heads
+
+
+@pytest.mark.parametrize(
+    "preset, student, size",
+    [
+        ("smoke", "deit_nano_distilled_patch4_32", (64, 4, 2)),
+        ("cpu-proxy", "deit_micro_distilled_patch4_32", (128, 6, 4)),
+        ("paper", "deit_tiny_distilled_patch4_32", (192, 12, 3)),
+    ],
+)
+def test_presets_name_their_student_without_size_overrides(preset, student, size):
+    assert PRESETS[preset]["student"] == student
+    assert not {"embed_dim", "depth", "num_heads"} & set(PRESETS[preset])
+    config = from_preset(preset)
+    assert sizes(config) == size and config.model_overrides() == {}
+
+
+def test_validate_fills_in_the_sizes_the_name_gives_and_keeps_overrides(tmp_path):
+    assert sizes(TrainConfig()) == (0, 0, 0)
+    assert sizes(validate(TrainConfig())) == (192, 12, 3)
+    config = validate(TrainConfig(student="deit_small_patch4_32", depth=6))
+    assert sizes(config) == (384, 6, 6) and config.model_overrides() == {"depth": 6}
+    save_config(from_preset("cpu-proxy"), tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["embed_dim"], saved["depth"], saved["num_heads"]) == (128, 6, 4)
+    with pytest.raises(ConfigError, match="not divisible by 3 heads"):
+        validate(TrainConfig(embed_dim=128))
+
+
+def test_a_new_student_takes_its_own_sizes_unless_set():
+    small = validate(apply_overrides(from_preset("paper"), ["student=deit_small_patch4_32"]))
+    assert sizes(small) == (384, 12, 6) and small.model_overrides() == {}
+    tiny = validate(apply_overrides(from_preset("cpu-proxy"), ["student=deit_tiny_patch4_32"]))
+    assert sizes(tiny) == (192, 12, 3)
+    shallow = validate(apply_overrides(from_preset("smoke"), ["depth=2"]))
+    shallow = validate(apply_overrides(shallow, ["student=deit_tiny_distilled_patch4_32"]))
+    assert sizes(shallow) == (192, 2, 3)
+    both = ["student=deit_small_patch4_32", "embed_dim=96", "num_heads=2"]
+    assert sizes(validate(apply_overrides(from_preset("smoke"), both))) == (96, 12, 2)
+
+
+@pytest.mark.parametrize(
+    "recorded, size",
+    [((128, 6, 4), (128, 6, 4)), ((0, 0, 0), (192, 12, 3))],
+)
+def test_an_old_cpu_proxy_config_with_the_old_name_loads_as_recorded(recorded, size):
+    values = json.loads(json.dumps(dataclasses.asdict(from_preset("cpu-proxy"))))
+    values |= {"student": "deit_tiny_distilled_patch4_32"}
+    values |= dict(zip(("embed_dim", "depth", "num_heads"), recorded, strict=True))
+    config = config_from_dict(values)
+    assert config.student == "deit_tiny_distilled_patch4_32" and sizes(config) == size
+    arch = resolve_architecture(config.student, **config.model_overrides())
+    assert arch["size"] == ("micro" if size == (128, 6, 4) else "tiny")
+
+
+@pytest.mark.parametrize("run", ["A", "E", "A.seed1", "tuning/t5", "../finetune/E48"])
+def test_committed_run_configs_still_load_and_name_micro(run):
+    path = RESULTS / "cpu-proxy" / run / "config.json"
+    config = load_config(path)
+    assert config.student == json.loads(path.read_text())["student"]  # kept as recorded
+    assert resolve_architecture(config.student, **config.model_overrides())["size"] == "micro"

@@ -69,6 +69,7 @@ def _deit_train(args: list[str], processes: int, cwd) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_global_batch(cifar_dir, tmp_path):
     """k = 8 steps of hard distillation: 2 ranks × batch 32 against 1 process × batch 64.
 
@@ -102,6 +103,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(cifar_dir, t
         assert summaries[1]["test_top1"][head] == pytest.approx(top1, abs=1.0)
 
 
+@pytest.mark.slow
 def test_a_distributed_checkpoint_resumes_only_with_as_many_processes(cifar_dir, tmp_path):
     args = ["--preset", "smoke", "--epochs", "1", "--data-dir", str(cifar_dir), "--no-download"]
     for key_value in ("train_size=256", "test_size=128", "batch_size=32"):

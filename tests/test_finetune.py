@@ -8,15 +8,16 @@ import torch
 from deit.checkpoint import CheckpointError
 from deit.cli import main
 from deit.config import ConfigError, from_preset
-from deit.evaluate import evaluate_checkpoint
-from deit.finetune import (
+from deit.evaluation import evaluate as evaluate_checkpoint
+from deit.models import create_model
+from deit.pretrained import (
     finetune_config,
     infer_architecture,
     load_pretrained,
     read_pretrained,
     resample_patch_embed,
+    student_name,
 )
-from deit.models import create_model
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,15 @@ def test_the_architecture_of_an_official_checkpoint_is_read_from_its_shapes(offi
         "embed_dim": 192, "depth": 12, "num_heads": 3, "patch_size": 16, "img_size": 224,
         "distilled": True, "num_classes": 1000,
     }  # fmt: skip
+
+
+def test_the_student_is_named_for_the_registered_size_it_is():
+    arch = {"embed_dim": 128, "depth": 6, "num_heads": 4, "distilled": True}
+    assert student_name(arch, 48, 4) == "deit_micro_distilled_patch4_48"  # a cpu-proxy run
+    arch = {"embed_dim": 384, "depth": 12, "num_heads": 6, "distilled": False}
+    assert student_name(arch, 32, 4) == "deit_small_patch4_32"
+    arch = {"embed_dim": 128, "depth": 3, "num_heads": 4, "distilled": True}  # no size: tiny
+    assert student_name(arch, 32, 4) == "deit_tiny_distilled_patch4_32"
 
 
 def test_loading_keeps_the_body_and_replaces_heads_of_another_class_count(official):
@@ -98,6 +108,7 @@ def test_official_checkpoint_fine_tunes_at_224_px_on_cifar(official, cifar_dir, 
     assert state["model"]["head.weight"].shape == (10, 192)
 
 
+@pytest.mark.slow
 def test_deit_finetune_takes_an_own_checkpoint_to_48_px(cifar_dir, tmp_path):
     data = ["--data-dir", str(cifar_dir)]
     tiny = ["--set", "train_size=128", "--set", "test_size=64", "--set", "threads=1"]
@@ -107,10 +118,23 @@ def test_deit_finetune_takes_an_own_checkpoint_to_48_px(cifar_dir, tmp_path):
     args = ["finetune", "--checkpoint", str(source), "--img-size", "48", "--epochs", "1"]
     assert main([*args, "--out", str(tmp_path / "b"), "--distillation", "hard", *tiny, *data]) == 0
     config = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert config["student"] == "deit_tiny_distilled_patch4_48"
+    assert config["student"] == "deit_nano_distilled_patch4_48"  # the smoke student's size
     assert (config["embed_dim"], config["depth"], config["num_heads"]) == (64, 4, 2)
     assert config["init_from"] == str(source) and config["img_size_schedule"] == []
     result = evaluate_checkpoint(tmp_path / "b" / "checkpoint.pt", str(cifar_dir))  # at 48 px
     assert result["kind"] == "student" and set(result["heads"]) == {"cls", "dist", "avg"}
     bad = main([*args[:-2], "--out", str(tmp_path / "c"), "--num-classes", "100", *data])
     assert bad == 2
+
+
+def test_finetune_refuses_a_class_count_the_data_set_lacks_before_any_work(tmp_path):
+    import dataclasses
+
+    import deit
+
+    model = deit.create_model("deit_nano_distilled_patch4_32")
+    config = dataclasses.asdict(from_preset("smoke"))
+    torch.save({"model": model.state_dict(), "config": config}, tmp_path / "nano.pt")
+    with pytest.raises(ConfigError, match="num_classes 100: cifar10 has 10 classes"):
+        deit.finetune(tmp_path / "nano.pt", 48, tmp_path / "run", num_classes=100)
+    assert not (tmp_path / "run").exists()

@@ -10,8 +10,10 @@ from deit.models import (
     create_model,
     list_models,
     parse_model_name,
+    registry,
     resample_pos_embed,
 )
+from deit.models.registry import find_size, model_name, resolve_architecture
 
 SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
 
@@ -92,7 +94,8 @@ def test_bad_names_raise_with_the_scheme(name):
 
 def test_list_models_are_valid_and_overrides_apply():
     names = list_models()
-    assert "deit_tiny_distilled_patch4_32" in names and len(names) == 12
+    assert "deit_tiny_distilled_patch4_32" in names and len(names) == 4 * 5
+    assert "deit_micro_distilled_patch4_32" in names and "deit_nano_patch16_224" in names
     for name in names:
         parse_model_name(name)
     assert "P dividing IMG" in NAME_SCHEME
@@ -105,6 +108,115 @@ def test_list_models_are_valid_and_overrides_apply():
         create_model("deit_tiny_patch4_32", num_class=10)
     with pytest.raises(ValueError, match="must divide"):
         create_model("deit_tiny_patch4_32", patch_size=5)
+
+
+# The project's CPU students: (width, depth, heads), parameters of the distilled one at
+# patch 4, 32 px, 10 classes.
+CPU_SIZES = {"micro": (128, 6, 4, 1_207_444), "nano": (64, 4, 2, 208_852)}
+
+
+@pytest.mark.parametrize("size", CPU_SIZES)
+def test_the_cpu_sizes_parse_and_build_with_their_width_depth_and_heads(size):
+    dim, depth, heads, count = CPU_SIZES[size]
+    name = f"deit_{size}_distilled_patch4_32"
+    assert parse_model_name(name) == dict(
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_ratio=4.0,
+        distilled=True,
+        patch_size=4,
+        img_size=32,
+        num_classes=10,
+    )
+    with torch.device("meta"):
+        model = create_model(name)
+    assert model.embed_dim == dim and len(model.blocks) == depth
+    assert model.blocks[0].attn.num_heads == heads
+    assert model.blocks[0].mlp.fc1.out_features == 4 * dim
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+def test_the_papers_sizes_are_unchanged():
+    assert {k: registry.SIZES[k] for k in ("tiny", "small", "base")} == {
+        "tiny": dict(embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0),
+        "small": dict(embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0),
+        "base": dict(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0),
+    }
+
+
+@pytest.mark.parametrize("size", registry.SIZES)
+@pytest.mark.parametrize("distilled", [False, True])
+@pytest.mark.parametrize("patch,img", [(4, 32), (8, 48), (16, 224)])
+def test_model_name_round_trips_through_parse_model_name(size, distilled, patch, img):
+    name = model_name(size, distilled, patch, img)
+    assert name == f"deit_{size}{'_distilled' if distilled else ''}_patch{patch}_{img}"
+    parsed = parse_model_name(name)
+    assert (parsed["distilled"], parsed["patch_size"], parsed["img_size"]) == (
+        distilled,
+        patch,
+        img,
+    )
+    assert {k: parsed[k] for k in registry.SIZES[size]} == registry.SIZES[size]
+    assert resolve_architecture(name)["size"] == size
+
+
+def test_model_name_rejects_unknown_sizes_and_bad_patches():
+    with pytest.raises(ValueError, match="unknown model size 'huge'"):
+        model_name("huge", False, 4, 32)
+    with pytest.raises(ValueError, match="does not divide"):
+        model_name("micro", True, 5, 32)
+
+
+def test_find_size_matches_exactly_or_not_at_all():
+    assert find_size(192, 12, 3) == "tiny" and find_size(768, 12, 12, 4.0) == "base"
+    assert find_size(128, 6, 4) == "micro" and find_size(64, 4, 2) == "nano"
+    assert find_size(128, 6, 4, mlp_ratio=2.0) is None
+    assert find_size(128, 6, 2) is None and find_size(192, 6, 3) is None
+
+
+def test_resolve_architecture_says_what_a_name_and_overrides_build():
+    old = dict(embed_dim=128, depth=6, num_heads=4)
+    arch = resolve_architecture("deit_tiny_distilled_patch4_32", num_classes=10, **old)
+    assert arch == {
+        "name": "deit_tiny_distilled_patch4_32",
+        "size": "micro",
+        "embed_dim": 128,
+        "depth": 6,
+        "num_heads": 4,
+        "mlp_ratio": 4.0,
+        "patch_size": 4,
+        "img_size": 32,
+        "distilled": True,
+    }
+    new = resolve_architecture("deit_micro_distilled_patch4_32")
+    assert new == {**arch, "name": "deit_micro_distilled_patch4_32"}
+    custom = resolve_architecture("deit_nano_patch8_48", depth=3, img_size=64)
+    assert custom["size"] is None and (custom["depth"], custom["img_size"]) == (3, 64)
+    assert custom["distilled"] is False and custom["embed_dim"] == 64
+    with pytest.raises(TypeError, match="unknown overrides"):
+        resolve_architecture("deit_tiny_patch4_32", width=3)
+    with pytest.raises(ValueError, match="expected deit_"):
+        resolve_architecture("deit_huge_patch4_32")
+
+
+@pytest.mark.parametrize(
+    "new,sizes",
+    [
+        ("deit_micro_distilled_patch4_32", dict(embed_dim=128, depth=6, num_heads=4)),
+        ("deit_micro_patch4_32", dict(embed_dim=128, depth=6, num_heads=4)),
+        ("deit_nano_distilled_patch4_32", dict(embed_dim=64, depth=4, num_heads=2)),
+    ],
+)
+def test_the_old_name_with_overrides_is_the_new_name_weight_for_weight(new, sizes):
+    """Runs recorded as deit_tiny_* + sizes rebuild, and initialise, as the named size."""
+    old = new.replace("micro", "tiny").replace("nano", "tiny")
+    torch.manual_seed(0)
+    before = create_model(old, **sizes).state_dict()
+    torch.manual_seed(0)
+    after = create_model(new).state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 # --- architecture ------------------------------------------------------------------------

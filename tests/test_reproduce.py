@@ -6,8 +6,8 @@ import pytest
 
 from deit.cli import main
 from deit.config import ConfigError, from_preset
+from deit.matrix import ROWS, RUNS, _check_matrix, checks, reproduce, run_config
 from deit.models import parse_model_name
-from deit.reproduce import ROWS, RUNS, _check_matrix, checks, reproduce, run_config
 
 # The smoke preset cut further: a few steps per run, so the five runs take seconds.
 TINY = ("train_size=512", "test_size=256", "epochs=2", "threads=1")
@@ -22,6 +22,7 @@ def matrix(cifar_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_file_is_written(matrix):
     for name in ("results.md", "results.json", "curves.png", "table.png", "reproduce.json"):
         assert (matrix / name).stat().st_size > 0, name
@@ -31,6 +32,7 @@ def test_every_file_is_written(matrix):
     assert (matrix / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_every_row_of_the_report_is_filled_from_the_right_run_and_head(matrix):
     results = json.loads((matrix / "results.json").read_text())
     assert results["preset"] == "smoke" and results["evaluated_on"] == "test"
@@ -49,6 +51,7 @@ def test_every_row_of_the_report_is_filled_from_the_right_run_and_head(matrix):
     assert set(results["checks"]) and all(isinstance(v, bool) for v in results["checks"].values())
 
 
+@pytest.mark.slow
 def test_the_runs_differ_only_in_token_and_loss(matrix):
     configs = {run: json.loads((matrix / run / "config.json").read_text()) for run in "ABCDE"}
     for run in RUNS:
@@ -61,6 +64,7 @@ def test_the_runs_differ_only_in_token_and_loss(matrix):
     assert all(r == rest[0] for r in rest)
 
 
+@pytest.mark.slow
 def test_markdown_has_the_table_every_head_and_the_checks(matrix):
     text = (matrix / "results.md").read_text()
     assert text.count("| DeiT") >= 7 and "| teacher |" in text
@@ -69,6 +73,7 @@ def test_markdown_has_the_table_every_head_and_the_checks(matrix):
         assert f"\n| {run} |" in text
 
 
+@pytest.mark.slow
 def test_a_second_call_skips_finished_runs_and_finishes_an_interrupted_one(matrix, cifar_dir):
     before = json.loads((matrix / "E" / "summary.json").read_text())
     (matrix / "E" / "summary.json").unlink()  # as if killed after its last checkpoint
@@ -80,6 +85,7 @@ def test_a_second_call_skips_finished_runs_and_finishes_an_interrupted_one(matri
     assert results["rows"][-2]["top1"] == before["test_top1"]["avg"]
 
 
+@pytest.mark.slow
 def test_a_directory_of_another_matrix_is_refused(matrix, cifar_dir, capsys):
     with pytest.raises(ConfigError, match="holds a matrix made with"):
         reproduce("smoke", matrix, data_dir=str(cifar_dir), overrides=("epochs=1",))
@@ -107,8 +113,13 @@ def test_bad_seed_count_and_bad_override_fail_before_any_work(tmp_path):
 def test_run_config_adds_or_removes_the_distillation_token():
     base = from_preset("cpu-proxy")
     names = {run.name: run_config(base, run, 3) for run in RUNS}
-    assert names["A"].student == "deit_tiny_patch4_32" and names["A"].seed == 3
-    assert names["E"].student == "deit_tiny_distilled_patch4_32"
+    assert names["A"].student == "deit_micro_patch4_32" and names["A"].seed == 3
+    assert names["E"].student == "deit_micro_distilled_patch4_32"
+    assert {(c.embed_dim, c.depth, c.num_heads) for c in names.values()} == {(128, 6, 4)}
+    sizes = {"embed_dim": 128, "depth": 6, "num_heads": 4}
+    old = from_preset("cpu-proxy", student="deit_tiny_distilled_patch4_32", **sizes)
+    old = run_config(old, RUNS[0], 0)  # the name as recorded before micro, overrides kept
+    assert old.student == "deit_tiny_patch4_32" and old.model_overrides() == sizes
     assert names["C"].distillation_alpha == 1.0 and names["E"].distillation_alpha is None
 
 

@@ -1,4 +1,4 @@
-"""Crash safety: a run killed at any moment and resumed ends bit-identical."""
+"""Crash safety: a run killed at any moment and resumed ends bit-identical (students, teachers)."""
 
 import signal
 import subprocess
@@ -8,37 +8,37 @@ import time
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow
+
+# 1024 images in batches of 64: 16 steps an epoch, a checkpoint every 5 steps as well.
 TINY = ["--preset", "smoke", "--epochs", "3", "--set", "train_size=1024"]
 TINY += ["--set", "test_size=200", "--set", "threads=1", "--set", "drop_path_rate=0.1"]
 TINY += ["--set", "ema_decay=0.9", "--set", "mixup=0.8", "--set", "cutmix=1.0"]
+TINY += ["--set", "checkpoint_every=5"]
+# 256 images in batches of 32: 8 steps an epoch, a checkpoint every 3 steps.
+TEACHER = ["--epochs", "2", "--set", "batch_size=32", "--set", "train_size=256"]
+TEACHER += ["--set", "test_size=128", "--set", "widths=8,16,16", "--set", "checkpoint_every=3"]
+TEACHER += ["--set", "whiten_bias_epochs=1", "--set", "threads=1"]
 
 
-def start(out, cifar_dir, *extra):
-    command = [sys.executable, "-m", "deit", "train", "--data-dir", str(cifar_dir), *extra]
-    if out is not None:
-        command += ["--out", str(out), *TINY]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(command, cifar_dir, *args):
+    line = [sys.executable, "-m", "deit", command, "--data-dir", str(cifar_dir), *args]
+    return subprocess.Popen(line, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def weights(run_dir):
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    return {**state["model"], **{f"ema.{k}": v for k, v in state["ema"].items()}}
+def steps_saved(run_dir):
+    """The step of the run's latest checkpoint (0 before the first)."""
+    path = run_dir / "checkpoint.pt"
+    return torch.load(path, weights_only=True)["step"] if path.exists() else 0
 
 
-def wait_for(path, process, timeout=120):
+def wait_for_step(run_dir, step, process, timeout=120):
+    """Block until the run's checkpoint has reached ``step`` (it is written atomically)."""
     deadline = time.time() + timeout
-    while not path.exists():
+    while steps_saved(run_dir) < step:
         assert process.poll() is None, process.communicate()[1]
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(cifar_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    process = start(out, cifar_dir)
-    assert process.wait(timeout=300) == 0, process.communicate()[1]
-    return weights(out)
+        assert time.time() < deadline, f"no checkpoint of step {step} appeared"
+        time.sleep(0.02)
 
 
 def assert_same(a, b):
@@ -47,18 +47,53 @@ def assert_same(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
+def student_weights(run_dir):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    return {**state["model"], **{f"ema.{k}": v for k, v in state["ema"].items()}}
+
+
+def teacher_weights(run_dir):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    return {**state["model"], **{f"avg.{k}": v for k, v in state["averaged"].items()}}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cifar_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    process = start("train", cifar_dir, "--out", str(out), *TINY)
+    assert process.wait(timeout=300) == 0, process.communicate()[1]
+    return student_weights(out)
+
+
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_and_resumed_run_ends_bit_identical(cifar_dir, tmp_path, uninterrupted, kill_signal):
     out = tmp_path / "run"
-    process = start(out, cifar_dir)
-    wait_for(out / "checkpoint.pt", process)  # first epoch done: kill inside the second
-    time.sleep(0.3)
+    process = start("train", cifar_dir, "--out", str(out), *TINY)
+    wait_for_step(out, 20, process)  # the mid-epoch checkpoint of step 20, inside epoch 2
     process.send_signal(kill_signal)
     code = process.wait(timeout=60)
     assert code == (-signal.SIGKILL if kill_signal == signal.SIGKILL else 130)
     if kill_signal == signal.SIGTERM:
-        assert "deit train --resume" in process.communicate()[1]
-    resumed = start(None, cifar_dir, "--resume", str(out))
+        assert f"deit train --resume {out}" in process.communicate()[1]
+    assert 20 <= steps_saved(out) < 48
+    resumed = start("train", cifar_dir, "--resume", str(out))
     assert resumed.wait(timeout=300) == 0, resumed.communicate()[1]
-    assert_same(weights(out), uninterrupted)
+    assert_same(student_weights(out), uninterrupted)
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_teacher_stopped_by_sigterm_and_resumed_ends_bit_identical(cifar_dir, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    whole = start("teacher", cifar_dir, "--out", str(full), *TEACHER)
+    assert whole.wait(timeout=300) == 0, whole.communicate()[1]
+    process = start("teacher", cifar_dir, "--out", str(cut), *TEACHER)
+    wait_for_step(cut, 3, process)  # inside the first epoch
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    err = process.communicate()[1]
+    assert f"checkpoint saved. Continue with: deit teacher --resume {cut}" in err
+    assert 3 <= steps_saved(cut) < 16
+    resumed = start("teacher", cifar_dir, "--resume", str(cut))
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()[1]
+    assert_same(teacher_weights(cut), teacher_weights(full))
+    assert len((cut / "metrics.jsonl").read_text().splitlines()) == 2

@@ -6,26 +6,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from deit.config import ConfigError
 from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from deit.models import create_model
 from deit.models import teachers as teachers_module
+from deit.models.cnn import FastCNN, ResNet18, fold_batchnorm, model_from_spec, teacher_spec
 from deit.models.teachers import (
     CheckpointError,
-    FastCNN,
-    ResNet18,
     Teacher,
-    fold_batchnorm,
+    evaluate_teacher,
+    export_teacher,
     load_teacher,
+    predict,
+    tta_logits,
 )
 from deit.teacher_training import (
     AltFlipTranslate,
     Lookahead,
     TeacherConfig,
-    evaluate_teacher,
-    export_teacher,
     lr_factor,
     train_teacher,
-    tta_logits,
 )
 
 STUDENT_MEAN, STUDENT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -79,6 +79,25 @@ def test_teacher_resizes_the_students_resolution_back_to_its_own(cifar10):
         back = teacher.adapt(smooth)
         assert back.shape == native.shape
         assert (back - native).abs().mean() < 0.15 * native.std()
+
+
+def test_predict_resizes_uint8_images_as_the_wrapper_does():
+    model = randomise_batchnorm(FastCNN(**TINY)).eval()
+    images = uint8_images(n=4)
+    upscaled = images.repeat_interleave(2, 2).repeat_interleave(2, 3)  # nearest, 64 px
+    torch.testing.assert_close(predict(model, upscaled), predict(model, images))
+    teacher = Teacher(model, input_mean=STUDENT_MEAN, input_std=STUDENT_STD)
+    for size in (24, 48, 64):
+        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear")
+        resized = resized.round().clamp(0, 255).to(torch.uint8)
+        wrapped = teacher(normalize(resized, STUDENT_MEAN, STUDENT_STD))
+        torch.testing.assert_close(predict(teacher, resized), wrapped, atol=1e-4, rtol=1e-4)
+
+
+def test_model_from_spec_rebuilds_the_architecture_and_its_inputs():
+    model = FastCNN(**TINY, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2), img_size=24)
+    rebuilt = model_from_spec(teacher_spec(model))
+    assert type(rebuilt) is FastCNN and teacher_spec(rebuilt) == teacher_spec(model)
 
 
 def test_teacher_accuracy_on_student_tensors_equals_native_accuracy(trained_run):
@@ -420,7 +439,7 @@ def test_resume_refuses_a_different_config(trained_run, tmp_path, cifar_dir):
     out, _ = trained_run
     with pytest.raises(ValueError, match="lr"):
         train_teacher(TeacherConfig(data_dir=str(cifar_dir), **{**TINY_RUN, "lr": 0.1}), out, True)
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(ConfigError, match="holds no run to resume"):
         train_teacher(None, tmp_path, resume=True)
 
 

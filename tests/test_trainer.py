@@ -7,7 +7,7 @@ import torch
 
 from deit import trainer
 from deit.config import ConfigError, from_preset
-from deit.models.teachers import FastCNN
+from deit.models.cnn import FastCNN
 
 
 class SpyTeacher(torch.nn.Module):
@@ -45,6 +45,7 @@ def test_a_teacher_with_another_class_count_is_refused(monkeypatch):
         trainer.build_teacher(from_preset("smoke", distillation="soft"), 10, (0.5,) * 3, (0.2,) * 3)
 
 
+@pytest.mark.slow
 def test_hard_distillation_run_records_teacher_accuracy_and_agreement(cifar_dir, tmp_path):
     config = from_preset(
         "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=1, train_size=512,
@@ -104,6 +105,7 @@ def test_the_teacher_sees_the_mixed_batch_the_student_sees(cifar_dir, tmp_path, 
     assert torch.allclose(seen["teacher"], seen["x"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gpu_path_flags_run_on_the_cpu(cifar_dir, tmp_path):
     """bf16 autocast, torch.compile and gradient clipping work here too (slowly)."""
     config = from_preset(
@@ -155,3 +157,12 @@ def test_low_resolution_epochs_reach_the_student_and_not_the_teacher(
     labels = labels_seen[0]
     assert torch.equal(labels[0::2], labels[1::2]), "repeated augmentation: each image twice"
     assert summary["test_top1"]["avg"] >= 0  # evaluated at the full 32×32
+
+
+def test_a_checkpoint_of_another_process_count_is_refused():
+    from deit.distributed import World
+
+    config = from_preset("smoke")
+    state = {"config": {"student": config.student}, "ranks": [{}, {}]}
+    with pytest.raises(ConfigError, match=r"written by 2 process\(es\); resume it with as many"):
+        trainer._restore({}, state, config, World())

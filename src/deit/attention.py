@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from deit.checkpoint import CheckpointError
+from deit.config import ConfigError
 from deit.data import load_cifar
 from deit.data.augment import dataset_stats, normalize, resize
-from deit.evaluate import load_student
+from deit.evaluation import load_student
 from deit.models.deit import VisionTransformer
 from deit.models.teachers import Teacher, load_teacher
 
@@ -86,3 +87,27 @@ def attention_figure_data(
         "student": config.student,
         "checkpoint": str(checkpoint),
     }
+
+
+def draw_attention(
+    checkpoint: str | Path,
+    out: str | Path,
+    images: int = 8,
+    data_dir: str | None = None,
+    download: bool = True,
+) -> Path:
+    """Draw the attention figure of a student checkpoint's first ``images`` test images to ``out``.
+
+    What ``deit attention`` does; needs matplotlib (the ``plots`` extra).
+    """
+    if images < 1:
+        raise ConfigError(f"images must be at least 1, got {images}")
+    try:
+        from deit.plots import plot_attention
+    except ImportError:
+        raise ConfigError("drawing needs matplotlib: pip install 'deit[plots]'") from None
+    figure = attention_figure_data(checkpoint, images, data_dir, download=download)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_attention(figure, out)
+    return out

@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from deit.config import ConfigError
 from deit.hardware import hardware
 from deit.models import create_model
-from deit.models.teachers import Teacher, create_teacher
+from deit.models.cnn import create_teacher
+from deit.models.teachers import Teacher
 
 STUDENTS = (
     "deit_tiny_distilled_patch4_32",
@@ -224,7 +226,14 @@ def bench(
     ``bf16`` (default: on GPUs) runs the steps under bfloat16 autocast and
     compares them with the bf16 ceiling; fp32 otherwise. Both ceilings are
     measured on GPUs; on a CPU only fp32 unless ``bf16`` is asked for.
+    Unknown model names and non-positive step or batch counts raise
+    ``ConfigError`` before anything is timed.
     """
+    unknown = [m for m in models if m not in STUDENTS + TEACHERS]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; choose from {STUDENTS + TEACHERS}")
+    if steps < 1 or (batch_size is not None and batch_size < 1):
+        raise ConfigError("steps and batch size must be positive")
     device = torch.device(device)
     bf16 = device.type == "cuda" if bf16 is None else bf16
     dtypes = {"float32": torch.float32}

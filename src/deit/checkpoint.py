@@ -1,13 +1,21 @@
-"""Checkpoints that survive a crash mid-write and load without unpickling code.
+"""Files that survive a crash mid-write, and checkpoints that load without running code.
 
-A checkpoint is written to a temporary file in the same directory, flushed
-to disk, then renamed over the old one: a reader sees the old file or the new
-one, never half of either. Loading uses ``weights_only=True``, so a file
-from elsewhere cannot run code.
+Every file a run writes goes through :func:`write_atomic`: the bytes go to a
+temporary file in the same directory, are flushed to disk, and the file is
+renamed over the old one, so a reader sees the old file or the new one, never
+half of either. A write that fails (disk full, permission denied, directory
+gone) leaves the old file as it was, removes its temporary file, and raises
+:class:`WriteError` naming the file and the cause in one line.
+
+Checkpoints are serialised in memory first: ``torch.save`` straight into a
+file on a full disk fails with a C++ assertion instead of the system's
+"No space left on device". Loading uses ``weights_only=True``, so a file from
+elsewhere cannot run code.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -15,24 +23,50 @@ from typing import Any
 
 import torch
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class CheckpointError(ValueError):
     """A file that cannot be used as the checkpoint asked for; the message says why."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+class WriteError(Exception):
+    """A run file could not be written; the message names the file and the cause."""
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically (temporary file, fsync, rename).
+
+    Raises :class:`WriteError` on any failure of the file system; ``path``
+    then still holds its previous content and no temporary file is left.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a run's files are not
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = err.strerror or str(err)
+        raise WriteError(f"cannot write {path}: {cause}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically; :class:`WriteError` if the disk refuses."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

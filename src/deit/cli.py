@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
-from deit.checkpoint import CheckpointError, load_checkpoint
-from deit.config import (
-    PRESETS,
-    ConfigError,
-    TrainConfig,
-    apply_overrides,
-    from_preset,
-    load_config,
-    validate,
-)
-from deit.data import DataError, load_cifar
+import deit
+from deit.checkpoint import CheckpointError, WriteError
+from deit.config import PRESETS, ConfigError, TrainConfig, build_config, parse_overrides
+from deit.data import DataError
 from deit.distributed import is_main_process
-from deit.trainer import RunInterrupted, train
+from deit.rundir import RunInterrupted
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # bad input, refused before any work
+EXIT_FAILED = 1  # the run failed (a write, a non-finite loss); its last checkpoint is kept
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +38,11 @@ def _add_run_args(parser: argparse.ArgumentParser, epochs_help: str) -> None:
     target.add_argument("--out", help="run directory to write")
     target.add_argument(
         "--resume", metavar="DIR", help="continue the interrupted run in DIR (its saved config)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (without it, a run there is never overwritten)",
     )
     parser.add_argument("--epochs", type=int, help=epochs_help)
     parser.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
@@ -167,7 +164,7 @@ def _teacher_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/config.json, OUT/metrics.jsonl, OUT/checkpoint.pt (rewritten atomically every few "
         "steps) and OUT/summary.json. Resume an interrupted run with --resume OUT.",
     )
-    p.add_argument("--arch", default="fastcnn", help="teacher architecture: fastcnn or resnet18")
+    p.add_argument("--arch", help="teacher architecture: fastcnn (default) or resnet18")
     _add_run_args(p, "number of epochs (default 16)")
 
 
@@ -236,126 +233,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resumed(saved, args: argparse.Namespace):
-    """The saved config of a run to resume, with only the data location changeable."""
-    shaping = [f"--{k}" for k in ("student", "distillation", "teacher", "epochs", "seed")]
-    given = [flag for flag in shaping if getattr(args, flag[2:], None) is not None]
-    if args.overrides:
-        given.append("--set")
-    if given:
-        raise ConfigError(
-            f"--resume continues the run with its saved config; drop {', '.join(given)}"
-        )
-    where = {"data_dir": args.data_dir, "download": False if args.no_download else None}
-    return dataclasses.replace(saved, **{k: v for k, v in where.items() if v is not None})
-
-
-def _resume_run(args: argparse.Namespace) -> int:
-    """Continue the run in ``args.resume`` with its saved config (train and finetune)."""
-    config = _resumed(load_config(Path(args.resume) / "config.json"), args)
-    return _finish_train(train(config, args.resume, _command(), resume=True), args.resume)
-
-
-def _config_from_args(args: argparse.Namespace, **changes) -> TrainConfig:
-    """The preset with the recipe flags and ``--set`` overrides applied (train and finetune)."""
-    config = from_preset(
-        args.preset,
-        distillation=args.distillation,
-        teacher=args.teacher,
-        epochs=args.epochs,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        download=False if args.no_download else None,
-        **changes,
-    )
-    return validate(apply_overrides(config, args.overrides))
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """``deit train``: build the config from preset, flags and overrides; train."""
-    if args.resume:
-        return _resume_run(args)
-    config = _config_from_args(args, student=args.student)
-    return _finish_train(train(config, args.out, _command()), args.out)
-
-
-def run_finetune(args: argparse.Namespace) -> int:
-    """``deit finetune``: a training run that starts from given weights at a new size."""
-    from deit.finetune import finetune_config
-
-    if args.resume:
-        return _resume_run(args)
-    if not args.checkpoint or not args.img_size:
-        raise ConfigError("deit finetune needs --checkpoint and --img-size (or --resume DIR)")
-    config = finetune_config(
-        _config_from_args(args), args.checkpoint, args.img_size, args.patch_size
-    )
-    if args.num_classes is not None:
-        classes = {"cifar10": 10, "cifar100": 100}[config.dataset]
-        if args.num_classes != classes:
-            raise ConfigError(f"--num-classes {args.num_classes}: {config.dataset} has {classes}")
-    return _finish_train(train(config, args.out, _command()), args.out)
-
-
 def _command() -> list[str]:
     """The command line as the user typed it, for the run's summary."""
     return ["deit", *sys.argv[1:]]
 
 
-def _finish_train(summary: dict, out: str) -> int:
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The config fields set by flags (those given) and where the data is."""
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if args.data_dir is not None:
+        given["data_dir"] = args.data_dir
+    if args.no_download:
+        given["download"] = False
+    return given
+
+
+def _print_run(summary: dict, out: str) -> int:
     """Print the result of a finished training run (rank 0 only under torchrun)."""
-    if not is_main_process():
-        return 0
-    heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
-    print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
-    print(f"run directory: {out}")
+    if is_main_process():
+        heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
+        print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
+        print(f"run directory: {out}")
     return 0
+
+
+def _train_or_resume(args: argparse.Namespace, start) -> int:
+    """``--resume DIR`` continues a student run; else ``start(config)`` begins one in --out."""
+    given = _given(args, "student", "distillation", "teacher", "epochs", "seed")
+    if args.resume:
+        changes = given | parse_overrides(TrainConfig, args.overrides)
+        summary = deit.train(changes, args.resume, resume=True, command=_command())
+        return _print_run(summary, args.resume)
+    return _print_run(start(build_config(args.preset, given, args.overrides)), args.out)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``deit train``: the preset with flags and overrides, trained (or resumed)."""
+
+    def start(config: TrainConfig) -> dict:
+        return deit.train(config, args.out, overwrite=args.overwrite, command=_command())
+
+    return _train_or_resume(args, start)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """``deit finetune``: a training run that starts from given weights at a new size."""
+    if not args.resume and (not args.checkpoint or not args.img_size):
+        raise ConfigError("deit finetune needs --checkpoint and --img-size (or --resume DIR)")
+
+    def start(recipe: TrainConfig) -> dict:
+        return deit.finetune(
+            args.checkpoint, args.img_size, args.out, recipe=recipe, patch_size=args.patch_size,
+            num_classes=args.num_classes, overwrite=args.overwrite, command=_command(),
+        )  # fmt: skip
+
+    return _train_or_resume(args, start)
 
 
 def run_teacher(args: argparse.Namespace) -> int:
     """``deit teacher``: train (or resume) a teacher run."""
-    from deit.teacher_training import (
-        TeacherConfig,
-        config_from_dict,
-        train_teacher,
-        validate_teacher_config,
-    )
+    from deit.teacher_recipe import TeacherConfig
 
-    command = _command()
-    changes = {"arch": args.arch, "epochs": args.epochs, "seed": args.seed}
-    changes |= {"data_dir": args.data_dir, "download": False if args.no_download else None}
-    config = TeacherConfig(**{k: v for k, v in changes.items() if v is not None})
-    try:
-        config = validate_teacher_config(apply_overrides(config, args.overrides))
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    changes = _given(args, "arch", "epochs", "seed") | parse_overrides(
+        TeacherConfig, args.overrides
+    )
     if args.resume:
-        saved = config_from_dict(load_checkpoint(Path(args.resume) / "checkpoint.pt")["config"])
-        where = {"data_dir": args.data_dir, "download": False if args.no_download else None}
-        config = dataclasses.replace(saved, **{k: v for k, v in where.items() if v is not None})
-    out = args.resume or args.out
-    summary = train_teacher(config, out, resume=bool(args.resume), command=command)
+        summary = deit.train_teacher(changes, args.resume, resume=True, command=_command())
+    else:
+        config = deit.TeacherConfig(**changes)
+        summary = deit.train_teacher(config, args.out, command=_command(), overwrite=args.overwrite)
     print(
         f"done: test top-1 {summary['test_top1']:.2f}% ({summary['test_top1_tta']:.2f}% with "
         f"test-time augmentation), {summary['train_seconds'] / 60:.1f} min of training"
     )
-    print(f"run directory: {out}")
+    print(f"run directory: {args.resume or args.out}")
     return 0
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
     """``deit reproduce``: the matrix A–E, its tables and plots."""
-    from deit.reproduce import reproduce
-
-    results = reproduce(
-        args.preset,
-        args.out,
-        data_dir=args.data_dir,
-        download=not args.no_download,
-        seeds=args.seeds,
-        train_teacher=args.train_teacher,
-        overrides=tuple(args.overrides),
-    )
+    results = deit.reproduce(
+        args.preset, args.out, data_dir=args.data_dir, download=not args.no_download,
+        seeds=args.seeds, train_teacher=args.train_teacher, overrides=tuple(args.overrides),
+    )  # fmt: skip
     for row in results["rows"]:
         which = "" if row["run"] == "teacher" else f" ({row['run']}, {row['head']})"
         print(f"{row['method'] + which:<48} {row['top1']:6.2f} %")
@@ -365,29 +325,17 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
 def run_attention(args: argparse.Namespace) -> int:
     """``deit attention``: the attention figure of a student checkpoint."""
-    from deit.attention import attention_figure_data
+    from deit.attention import draw_attention
 
-    if args.images < 1:
-        raise ConfigError(f"--images must be at least 1, got {args.images}")
-    try:
-        from deit.plots import plot_attention
-    except ImportError:
-        needs = "deit attention draws with matplotlib: pip install 'deit[plots]'"
-        raise ConfigError(needs) from None
-    figure = attention_figure_data(
-        args.checkpoint, args.images, args.data_dir, download=not args.no_download
-    )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    plot_attention(figure, Path(args.out))
-    print(f"wrote {args.out}")
+    out = draw_attention(args.checkpoint, args.out, args.images, args.data_dir,
+                         download=not args.no_download)  # fmt: skip
+    print(f"wrote {out}")
     return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """``deit eval``: accuracy of a checkpoint on the test set."""
-    from deit.evaluate import evaluate_checkpoint
-
-    result = evaluate_checkpoint(
+    result = deit.evaluate(
         args.checkpoint, args.data_dir, tta=args.tta, download=not args.no_download
     )
     if args.json:
@@ -400,26 +348,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_data(args: argparse.Namespace) -> int:
     """``deit data``: load and describe a data set."""
-    start = time.perf_counter()
-    data = load_cifar(args.dataset, args.data_dir, download=not args.no_download)
-    seconds = time.perf_counter() - start
-    pixels = data.train_images.float().div_(255)
-    report = {
-        "dataset": data.name,
-        "root": str(data.root),
-        "train": len(data.train_labels),
-        "test": len(data.test_labels),
-        "classes": list(data.classes),
-        "train_per_class": data.train_labels.bincount().tolist(),
-        "mean": [round(v, 4) for v in pixels.mean((0, 2, 3)).tolist()],
-        "std": [round(v, 4) for v in pixels.std((0, 2, 3)).tolist()],
-        "load_seconds": round(seconds, 3),
-    }
+    report = deit.data.describe(args.dataset, args.data_dir, download=not args.no_download)
     if args.json:
         print(json.dumps(report))
         return 0
+    seconds, classes = report["load_seconds"], len(report["classes"])
     print(f"{report['dataset']} at {report['root']} (loaded and checked in {seconds:.2f} s)")
-    print(f"  train {report['train']} images, test {report['test']}, {len(data.classes)} classes")
+    print(f"  train {report['train']} images, test {report['test']}, {classes} classes")
     print(f"  train images per class: min {min(report['train_per_class'])}, "
           f"max {max(report['train_per_class'])}")  # fmt: skip
     print(f"  channel mean {report['mean']}, std {report['std']}")
@@ -431,16 +366,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from deit.bench import STUDENTS, TEACHERS, bench, markdown
     from deit.distributed import pick_device
 
-    models = tuple(args.models or STUDENTS + TEACHERS)
-    unknown = [m for m in models if m not in STUDENTS + TEACHERS]
-    if unknown:
-        raise ConfigError(f"unknown model(s) {unknown}; choose from {STUDENTS + TEACHERS}")
-    if args.steps < 1 or (args.batch_size is not None and args.batch_size < 1):
-        raise ConfigError("--steps and --batch-size must be positive")
     quick = {"batch_size": 8, "warmup": 1, "steps": 2, "ceiling_size": 1024} if args.quick else {}
-    options = {"batch_size": args.batch_size, "steps": args.steps} | quick
     result = bench(
-        models, device=pick_device(args.device), bf16=args.bf16, **options,
+        tuple(args.models or STUDENTS + TEACHERS), device=pick_device(args.device),
+        bf16=args.bf16, **({"batch_size": args.batch_size, "steps": args.steps} | quick),
         progress=lambda line: print(f"timing {line}", file=sys.stderr, flush=True),
     )  # fmt: skip
     print(json.dumps(result["rows"], indent=1) if args.json else markdown(result))
@@ -462,21 +391,22 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    name = f"deit {args.command}"
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
-        print(f"deit {args.command}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteError as err:
+        print(f"{name}: error: {err}; the last checkpoint is kept", file=sys.stderr)
+        return EXIT_FAILED
     except FloatingPointError as err:
-        print(
-            f"deit {args.command}: stopped: {err}; the last good checkpoint is kept",
-            file=sys.stderr,
-        )
-        return 1
+        print(f"{name}: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
+        return EXIT_FAILED
     except RunInterrupted as err:
         if is_main_process():
-            print(f"deit {args.command}: {err}", file=sys.stderr)
+            print(f"{name}: {err}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"deit {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130

@@ -28,7 +28,9 @@ class TrainConfig:
     """Everything a training run needs, with the defaults of a labels-only run."""
 
     student: str = "deit_tiny_patch4_32"
-    embed_dim: int = 0  # 0: the size the student's name gives
+    # Width, depth and heads: 0 takes the student name's; validate() fills them in, so a
+    # saved config records them. A value other than the name's overrides it (older runs).
+    embed_dim: int = 0
     depth: int = 0
     num_heads: int = 0
     distillation: str = "none"  # none, soft or hard (the paper's losses)
@@ -66,12 +68,21 @@ class TrainConfig:
     validation: bool = False  # evaluate on a held-out training slice, not the test set
     seed: int = 0
     threads: int = 0  # 0: all cores
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     device: str = "auto"  # auto: this rank's GPU if there is one, else the CPU; or cpu, cuda
 
     def model_overrides(self) -> dict[str, int]:
-        """The architecture fields set here that replace what the student's name says."""
-        sizes = {"embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads}
-        return {k: v for k, v in sizes.items() if v}
+        """The architecture fields set here that replace what the student's name says.
+
+        Fields equal to the name's are left out, so a config of a registered size (every
+        preset) gives none, and ``create_model(student, **model_overrides())`` builds it.
+        """
+        named = parse_model_name(self.student)
+        return {k: v for k, v in self._sizes().items() if v and v != named[k]}
+
+    def _sizes(self) -> dict[str, int]:
+        """The architecture fields as set (0: from the name)."""
+        return {"embed_dim": self.embed_dim, "depth": self.depth, "num_heads": self.num_heads}
 
     @property
     def img_size(self) -> int:
@@ -95,10 +106,7 @@ class TrainConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
-        "student": "deit_tiny_distilled_patch4_32",
-        "embed_dim": 64,
-        "depth": 4,
-        "num_heads": 2,
+        "student": "deit_nano_distilled_patch4_32",  # 64 wide, 4 deep, 2 heads
         "epochs": 3,
         "batch_size": 64,
         "lr": 1.6e-2,
@@ -110,11 +118,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Tuned for accuracy per minute on a 2-core CPU, on a validation split: each student
     # of the matrix in under 30 minutes on the full training set, teacher included.
     # See results/cpu-proxy/NOTES.md for what was tried and what it gave.
+    # Its student, micro (128 wide, 6 deep, 4 heads), was recorded before micro had a name
+    # as deit_tiny_distilled_patch4_32 with those three sizes as overrides: the same model.
     "cpu-proxy": {
-        "student": "deit_tiny_distilled_patch4_32",
-        "embed_dim": 128,
-        "depth": 6,
-        "num_heads": 4,
+        "student": "deit_micro_distilled_patch4_32",
         "distillation": "hard",
         "teacher_bf16": True,
         "epochs": 10,
@@ -172,12 +179,12 @@ def _coerce(name: str, kind: Any, text: str) -> Any:
     return text
 
 
-def apply_overrides(config: C, overrides: list[str]) -> C:
-    """Return ``config`` (any config dataclass) with each ``key=value`` string applied.
+def parse_overrides(config_type: type, overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` strings as a dict of typed field values of the config dataclass type.
 
-    The result is not validated here; each config type has its own validator.
+    Unknown keys and values of the wrong type raise :class:`ConfigError` naming them.
     """
-    types = {f.name: f.type for f in fields(config)}
+    types = {f.name: f.type for f in fields(config_type)}
     changes = {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -186,7 +193,29 @@ def apply_overrides(config: C, overrides: list[str]) -> C:
         if key not in types:
             raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(types))}")
         changes[key] = _coerce(key, types[key], value)
+    return changes
+
+
+def apply_overrides(config: C, overrides: list[str]) -> C:
+    """Return ``config`` (any config dataclass) with each ``key=value`` string applied.
+
+    The result is not validated here; each config type has its own validator. A new
+    ``student`` on a :class:`TrainConfig` drops the sizes that only repeated the old
+    student's name (as :func:`validate` fills them in), so the new name gives its own.
+    """
+    changes = parse_overrides(type(config), overrides)
+    if isinstance(config, TrainConfig) and changes.get("student", config.student) != config.student:
+        changes = {**_named_sizes_cleared(config), **changes}
     return dataclasses.replace(config, **changes)
+
+
+def _named_sizes_cleared(config: TrainConfig) -> dict[str, int]:
+    """0 for each size field of ``config`` that equals its student name's (set by validate)."""
+    try:
+        named = parse_model_name(config.student)
+    except ValueError:
+        return {}
+    return {k: 0 for k, v in config._sizes().items() if v == named[k]}
 
 
 def from_preset(name: str, **changes: Any) -> TrainConfig:
@@ -197,15 +226,29 @@ def from_preset(name: str, **changes: Any) -> TrainConfig:
     return validate(TrainConfig(**values))
 
 
+def build_config(preset: str, changes: dict[str, Any], overrides: list[str]) -> TrainConfig:
+    """Preset ``preset``, then the ``changes`` (None: not given), then ``key=value`` overrides.
+
+    What ``deit train`` and ``deit finetune`` build from their flags; validated.
+    """
+    return validate(apply_overrides(from_preset(preset, **changes), overrides))
+
+
 def validate(config: TrainConfig) -> TrainConfig:
-    """Reject values no run can use, before any work is done."""
+    """Reject values no run can use, before any work is done; return it with sizes resolved.
+
+    ``embed_dim``, ``depth`` and ``num_heads`` left at 0 are filled in from the student's
+    name, so that the saved ``config.json`` says which model was trained; older configs
+    (0s, or a name plus size overrides) load and build the same model as before.
+    """
     positive = ("epochs", "batch_size", "lr", "repeated_augmentation")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
     non_negative = ("min_lr", "warmup_epochs", "weight_decay", "crop_padding", "train_size")
     non_negative += ("randaugment_ops", "randaugment_magnitude", "mixup", "cutmix", "clip_grad")
-    for name in (*non_negative, "test_size", "threads", "embed_dim", "depth", "num_heads"):
+    non_negative += ("test_size", "threads", "checkpoint_every")
+    for name in (*non_negative, "embed_dim", "depth", "num_heads"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")
     if not 0 <= config.label_smoothing < 1:
@@ -224,6 +267,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         size_of = {**parse_model_name(config.student), **config.model_overrides()}
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    config = dataclasses.replace(config, **{k: size_of[k] for k in config._sizes()})
     if size_of["embed_dim"] % size_of["num_heads"]:
         raise ConfigError(
             f"embed_dim {size_of['embed_dim']} is not divisible by {size_of['num_heads']} heads"

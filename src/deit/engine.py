@@ -74,12 +74,13 @@ def train_one_epoch(
     first_step: int,
     *,
     loss_fn: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor],
-    stop: Callable[[], bool] = lambda: False,
+    stop: Callable[[int], bool] = lambda step: False,
     clip_grad: float = 0.0,
     bf16: bool = False,
     ema: Any = None,
     desc: str = "train",
     total: int | None = None,
+    initial: int = 0,
     sync_every: int = 1,
     show: bool = True,
 ) -> dict[str, float]:
@@ -98,17 +99,19 @@ def train_one_epoch(
     The host looks at the loss only every ``sync_every`` steps (1 on a CPU,
     where it costs nothing; more on a GPU, where reading a value waits for
     the queued work): there the progress bar is updated, a non-finite loss
-    raises ``FloatingPointError`` and ``stop()`` is asked whether to end the
-    epoch early (the caller checkpoints). With ``sync_every=1`` a non-finite
+    raises ``FloatingPointError`` and ``stop(steps done in all)`` is asked
+    whether to end the epoch early (the caller checkpoints, then goes on or
+    stops). With ``sync_every=1`` a non-finite
     loss is caught before the optimizer can spread it into the weights.
     Sums rather than means are returned so that the parts of an epoch split
-    by an interruption add up. ``show=False`` hides the progress bar (ranks
-    other than 0).
+    by an interruption add up. ``total`` and ``initial`` place the progress
+    bar within the epoch; ``show=False`` hides it (ranks other than 0).
     """
     model.train()
     loss_sum: torch.Tensor | float = 0.0
     images_seen, steps, start = 0, 0, time.perf_counter()
-    bar = tqdm(batches, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=not show)
+    bar = tqdm(batches, desc, total, initial=initial, leave=False, dynamic_ncols=True,
+               disable=not show)  # fmt: skip
     for images, labels in bar:
         step = first_step + steps
         for group in optimizer.param_groups:
@@ -134,7 +137,7 @@ def train_one_epoch(
                 raise FloatingPointError(f"non-finite loss by step {step}")
             elapsed = time.perf_counter() - start
             bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{images_seen / elapsed:.0f}")
-            if stop():
+            if stop(step + 1):
                 break
     bar.close()
     loss_total = float(loss_sum)

@@ -1,74 +1,41 @@
-"""``deit.train(config, out)``: a training run and its run directory.
+"""``deit.train(config, out)``: the student recipe, on the run engine of :mod:`deit.rundir`.
 
-The run directory holds ``config.json`` (enough to rerun), ``metrics.jsonl``
-(one line per epoch), ``checkpoint.pt`` (the latest state, rewritten
-atomically every epoch) and, once finished, ``summary.json``.
+What is the student's own: its data on the device, the teacher that labels
+its augmented batches, AdamW with warm-up and cosine decay, model EMA, and
+the evaluation of every head after each epoch. Where files go, resume and
+stop are the run engine's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import signal
-import sys
-import threading
-import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from deit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from deit.config import ConfigError, TrainConfig, save_config
-from deit.data import BatchLoader, TrainAugment, holdout_validation, load_cifar, truncate
+from deit.checkpoint import CheckpointError
+from deit.config import ConfigError, TrainConfig, config_from_dict, from_preset, validate
+from deit.data import (
+    BatchLoader,
+    TrainAugment,
+    dataset_classes,
+    holdout_validation,
+    load_cifar,
+    truncate,
+)
 from deit.data.augment import dataset_stats
 from deit.distill import distillation_loss
-from deit.distributed import World, session
+from deit.distributed import World, is_main_process, session
 from deit.ema import ModelEMA
 from deit.engine import ResizeInput, cosine_lr, evaluate, param_groups, train_one_epoch
-from deit.hardware import hardware
-from deit.models import create_model
-from deit.models.teachers import Teacher, load_teacher
-from deit.teacher_training import predict
+from deit.models import create_model, describe_model
+from deit.models.teachers import Teacher, load_teacher, predict
+from deit.pretrained import finetune_config, load_pretrained, read_pretrained
+from deit.rundir import RunDir, RunInterrupted, StopOnSignal, open_run
 
-
-class RunInterrupted(Exception):
-    """A run stopped by SIGINT/SIGTERM after saving its checkpoint."""
-
-    def __init__(self, out: Path, step: int, total: int, resume_with: str | None = None):
-        self.out, self.step, self.total = out, step, total
-        resume_with = resume_with or f"deit train --resume {out}"
-        super().__init__(
-            f"interrupted at step {step} of {total}; checkpoint saved. Continue with: {resume_with}"
-        )
-
-
-class StopOnSignal:
-    """Context manager turning SIGINT/SIGTERM into a flag the training loop polls.
-
-    The loop finishes its current step, saves a checkpoint and stops, instead
-    of dying mid-write. A second signal falls through to the default action.
-    """
-
-    def __enter__(self) -> StopOnSignal:
-        self.raised = False
-        self.previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        if threading.current_thread() is threading.main_thread():
-            for s in self.previous:
-                signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.raised = True
-        signal.signal(signum, self.previous[signum])
-
-    def __call__(self) -> bool:
-        return self.raised
-
-    def __exit__(self, *exc) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for s, handler in self.previous.items():
-                signal.signal(s, handler)
+FREE_ON_RESUME = ("data_dir", "download", "threads", "checkpoint_every")
+"""Settings a resumed run may change: where the data is, threads, checkpoint frequency."""
 
 
 def _zero_stats() -> dict[str, float]:
@@ -76,10 +43,8 @@ def _zero_stats() -> dict[str, float]:
     return {"loss_sum": 0.0, "images": 0, "steps": 0, "seconds": 0.0}
 
 
-def _save(
-    run: dict, path: Path, config: TrainConfig, step: int, partial: dict, wall: float, world: World
-) -> None:
-    """Write everything a resumed run needs to continue on the same trajectory.
+def _state(run: dict, step: int, partial: dict, config: TrainConfig, world: World) -> dict | None:
+    """Everything a resumed run needs to continue on the same trajectory (None off rank 0).
 
     The weights and optimizer are the same on every rank; the random states
     (augmentation, drop-path) are each rank's own, so all of them are kept.
@@ -90,23 +55,21 @@ def _save(
         own["cuda_rng"] = torch.cuda.get_rng_state(world.device)
     ranks = world.gather(own)
     if not world.is_main:
-        return
-    state = shared | {"ranks": ranks, "step": step, "partial": partial}
-    state |= {"wall_seconds": wall, "config": dataclasses.asdict(config)}
-    save_checkpoint(state, path)
+        return None
+    return shared | {"ranks": ranks, "step": step, "partial": partial,
+                     "config": dataclasses.asdict(config)}  # fmt: skip
 
 
-def _restore(run: dict, path: Path, config: TrainConfig, world: World) -> tuple[int, dict, float]:
-    """Load a checkpoint written by :func:`_save`; return (step, partial sums, wall time)."""
-    state = load_checkpoint(path)
+def _restore(run: dict, state: dict, config: TrainConfig, world: World) -> tuple[int, dict]:
+    """Load a checkpoint written from :func:`_state`; return (step, partial sums)."""
     if state.get("config", {}).get("student") != config.student:
-        raise ConfigError(f"{path} is not a checkpoint of this run's student {config.student}")
+        raise ConfigError(f"the checkpoint is not one of this run's student {config.student}")
     if "ranks" not in state:  # written before distributed training existed
         state["ranks"] = [{"augment": state["augment"], "torch_rng": state["torch_rng"]}]
     if len(state["ranks"]) != world.world_size:
         raise ConfigError(
-            f"{path} was written by {len(state['ranks'])} process(es); resume it with as many "
-            f"(this job has {world.world_size})"
+            f"the checkpoint was written by {len(state['ranks'])} process(es); resume it with "
+            f"as many (this job has {world.world_size})"
         )
     own = state["ranks"][world.rank]
     for name, part in run.items():
@@ -114,15 +77,7 @@ def _restore(run: dict, path: Path, config: TrainConfig, world: World) -> tuple[
     torch.set_rng_state(own["torch_rng"])
     if "cuda_rng" in own and world.device.type == "cuda":
         torch.cuda.set_rng_state(own["cuda_rng"], world.device)
-    return state["step"], state["partial"], state["wall_seconds"]
-
-
-def _keep_metrics(path: Path, epochs: int, world: World) -> dict:
-    """Drop metric lines of epochs the checkpoint does not contain; return the last kept."""
-    lines = path.read_text().splitlines()[:epochs] if path.exists() else []
-    if world.is_main:
-        path.write_text("".join(line + "\n" for line in lines))
-    return json.loads(lines[-1]) if lines else {}
+    return state["step"], state["partial"]
 
 
 def _epoch_record(epoch: int, lr: float, sums: dict, top1: dict) -> dict:
@@ -209,8 +164,6 @@ def build_loss(config: TrainConfig, teacher: Teacher | None):
 
 def _start_from(model: torch.nn.Module, checkpoint: str, world: World) -> None:
     """Load pretrained weights into the fresh student (fine-tuning), saying what was replaced."""
-    from deit.finetune import load_pretrained, read_pretrained
-
     state, _ = read_pretrained(checkpoint)
     replaced = load_pretrained(model, state)
     note = f"; new {', '.join(replaced)}" if replaced else ""
@@ -219,7 +172,12 @@ def _start_from(model: torch.nn.Module, checkpoint: str, world: World) -> None:
 
 
 def train(
-    config: TrainConfig, out: str | Path, command: list[str] | None = None, resume: bool = False
+    config: TrainConfig | dict | None,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    command: list[str] | None = None,
 ) -> dict:
     """Train ``config.student``; write the run directory ``out``; return the summary.
 
@@ -228,22 +186,61 @@ def train(
     through its own normalisation. Every head of the student is evaluated on
     the test set (or, with ``config.validation``, on a held-out slice of the
     training set) after each epoch, with the teacher–student agreement.
-    A teacher that cannot be loaded or predicts another number of classes
-    raises ``ConfigError`` before the run directory is created.
 
-    The checkpoint is rewritten atomically after every epoch and when SIGINT
-    or SIGTERM arrives (then :class:`RunInterrupted` is raised); with
-    ``resume=True`` the run continues from it on the same trajectory, so a
-    run killed at any moment and resumed ends with the same weights as one
-    never interrupted (same machine and thread count).
+    ``out`` follows the run rules of :mod:`deit.rundir`: a directory that
+    already holds a run is refused (``overwrite=True`` replaces it), and a
+    teacher that cannot be loaded or predicts another number of classes
+    raises ``ConfigError``, both before any file is written. The checkpoint
+    is rewritten atomically after every epoch (and every
+    ``config.checkpoint_every`` steps), and when SIGINT or SIGTERM arrives
+    (then :class:`~deit.rundir.RunInterrupted` is raised). ``resume=True``
+    continues the run in ``out`` with its saved config (``config``: None, or
+    changes of the data location, threads or checkpoint frequency only), on
+    the same trajectory: a run killed at any moment and resumed ends with the
+    same weights as one never interrupted (same machine and thread count).
 
     Under torchrun every rank trains on its shard of each global batch of
     ``batch_size × world size`` images (the learning rate follows the global
     batch), its teacher labels its own shard, the metrics are summed over
     ranks, and only rank 0 writes files and shows progress.
     """
+    if not resume:
+        config = validate(config)
+    run, config = open_run(
+        out, config, resume=resume, overwrite=overwrite, load_config=config_from_dict,
+        free=FREE_ON_RESUME, command="deit train", writer=is_main_process(),
+    )  # fmt: skip
+    if run.finished:
+        return run.read_json("summary.json")
     with session(config.device) as world:
-        return _train(config, Path(out), command, resume, world)
+        return _train(config, run, resume, command, world)
+
+
+def finetune(
+    checkpoint: str | Path,
+    img_size: int,
+    out: str | Path,
+    *,
+    recipe: TrainConfig | None = None,
+    patch_size: int | None = None,
+    num_classes: int | None = None,
+    overwrite: bool = False,
+    command: list[str] | None = None,
+) -> dict:
+    """Fine-tune the student in ``checkpoint`` at ``img_size`` into run directory ``out``.
+
+    ``recipe`` is the training config to follow (default: the ``smoke``
+    preset); the student, its size and its starting weights come from the
+    checkpoint (:func:`finetune_config`). ``num_classes``, when given, must be
+    the data set's: the heads are sized for the data. Returns the run's
+    summary, as :func:`deit.train` does; an interrupted fine-tuning continues
+    with ``deit.train(None, out, resume=True)``.
+    """
+    config = finetune_config(recipe or from_preset("smoke"), checkpoint, img_size, patch_size)
+    classes = dataset_classes(config.dataset)
+    if num_classes is not None and num_classes != classes:
+        raise ConfigError(f"num_classes {num_classes}: {config.dataset} has {classes} classes")
+    return train(config, out, overwrite=overwrite, command=command)
 
 
 def _load_data(config: TrainConfig, world: World):
@@ -282,9 +279,7 @@ def _build_student(config: TrainConfig, num_classes: int, world: World) -> torch
     return model
 
 
-def _train(
-    config: TrainConfig, out: Path, command: list[str] | None, resume: bool, world: World
-) -> dict:
+def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World) -> dict:
     """The body of :func:`train`, run by every rank of the job."""
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -311,65 +306,73 @@ def _train(
     def lr_at(step: int) -> float:
         return cosine_lr(step, total, warmup, peak_lr, config.min_lr)
 
-    if config.init_from and not resume:
+    state = run.load_checkpoint() if resume else None
+    if config.init_from and state is None:
         _start_from(model, config.init_from, world)
     trained = world.wrap(model)
     step_model = ResizeInput(torch.compile(trained) if config.compile else trained)
-    run = {"model": model, "optimizer": optimizer, "augment": augment}
+    parts = {"model": model, "optimizer": optimizer, "augment": augment}
     ema = ModelEMA(model, config.ema_decay) if config.ema_decay else None
     if ema is not None:
-        run["ema"] = ema
-    step, partial, wall_before = 0, _zero_stats(), 0.0
-    metrics_path, record = out / "metrics.jsonl", {}
+        parts["ema"] = ema
+    step, partial, record = 0, _zero_stats(), {}
+    if state is not None:
+        step, partial = _restore(parts, state, config, world)
     if resume:
-        step, partial, wall_before = _restore(run, out / "checkpoint.pt", config, world)
-        record = _keep_metrics(metrics_path, step // steps, world)
-    elif world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.json")
-        metrics_path.write_text("")
-    start = time.perf_counter()
+        record = run.keep_metrics(step // steps)
+    else:
+        run.create(config)
+    run.restore_clock(state)
 
-    def save(at_step: int, stats: dict[str, float]) -> None:
-        wall = wall_before + time.perf_counter() - start
-        _save(run, out / "checkpoint.pt", config, at_step, stats, wall, world)
+    def save(at_step: int, stats: dict) -> None:
+        checkpoint = _state(parts, at_step, stats, config, world)
+        if checkpoint is not None:
+            run.save_checkpoint(checkpoint)
 
     sync_every = 1 if world.device.type == "cpu" else 50
-    with StopOnSignal() as stop:
-        for epoch in range(step // steps, config.epochs):
+    evaluation = {"mean": mean, "std": std, "img_size": config.img_size}
+    loss_fn = build_loss(config, teacher)
+    with StopOnSignal() as signalled:
+        interrupted = False
+
+        def pause(done: int) -> bool:  # asked every sync_every steps, on every rank alike
+            nonlocal interrupted
+            interrupted = world.any(signalled())
+            every = config.checkpoint_every
+            return interrupted or (every > 0 and done % every == 0)
+
+        while step < total:
+            epoch = step // steps
             loader.set_epoch(epoch)
             step_model.size = config.img_size_at(epoch)
             offset = step - epoch * steps
             stats = train_one_epoch(
                 step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,
-                loss_fn=build_loss(config, teacher), stop=lambda: world.any(stop()),
-                clip_grad=config.clip_grad, bf16=config.bf16, ema=ema,
-                desc=f"epoch {epoch + 1}/{config.epochs}", total=steps - offset,
+                loss_fn=loss_fn, stop=pause, clip_grad=config.clip_grad, bf16=config.bf16,
+                ema=ema, desc=f"epoch {epoch + 1}/{config.epochs}", total=steps, initial=offset,
                 sync_every=sync_every, show=world.is_main,
             )  # fmt: skip
             step += stats["steps"]
             partial = _add_stats(partial, stats, world)
-            if step < (epoch + 1) * steps:  # stopped by a signal mid-epoch
+            if step < (epoch + 1) * steps:  # paused mid-epoch: a signal or a periodic save
                 save(step, partial)
-                raise RunInterrupted(out, step, total)
-            evaluation = {"mean": mean, "std": std, "img_size": config.img_size}
+                if interrupted:
+                    raise RunInterrupted(run.path, step, total, run.resume_with)
+                continue
             top1 = _evaluate_all(model, test_set, world=world, reference=teacher_pred, **evaluation)
             record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
             if ema is not None:
-                ema_top1 = _evaluate_all(ema.module, test_set, world=world, **evaluation)
-                record["test_top1_ema"] = ema_top1
-            if world.is_main:  # the line first: a resume drops lines the checkpoint lacks
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+                record["test_top1_ema"] = _evaluate_all(ema.module, test_set, world=world,
+                                                        **evaluation)  # fmt: skip
+            run.append_metrics(record)  # the line first: a resume drops lines the checkpoint lacks
             partial = _zero_stats()
             save(step, partial)
             if world.is_main:
                 _print_epoch(record, config.epochs)
-    summary = _summary(config, record, teacher_pred, test_set, world, command)
-    summary["wall_seconds"] = wall_before + time.perf_counter() - start
-    if world.is_main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+            if interrupted and step < total:
+                raise RunInterrupted(run.path, step, total, run.resume_with)
+    summary = _summary(config, model, record, teacher_pred, test_set, world)
+    return run.finish(summary, command, world)
 
 
 def _add_stats(partial: dict, stats: dict, world: World) -> dict:
@@ -384,14 +387,15 @@ def _add_stats(partial: dict, stats: dict, world: World) -> dict:
     }
 
 
-def _summary(config, record, teacher_pred, test_set, world: World, command) -> dict:
-    """The run's summary.json (without the wall time, which the caller adds last)."""
+def _summary(config, model, record, teacher_pred, test_set, world: World) -> dict:
+    """The run's results for summary.json (the run engine adds time, hardware and command)."""
     teacher_top1 = None
     if teacher_pred is not None:
         right = world.sum([float((teacher_pred == test_set[1]).sum()), len(test_set[1])])
         teacher_top1 = 100.0 * right[0] / right[1]
     return {
         "student": config.student,
+        "model": describe_model(model, config.student),
         "test_top1": record.get("test_top1"),
         "test_top1_ema": record.get("test_top1_ema"),
         "distillation": config.distillation,
@@ -400,6 +404,4 @@ def _summary(config, record, teacher_pred, test_set, world: World, command) -> d
         "teacher_agreement": record.get("teacher_agreement"),
         "evaluated_on": "validation" if config.validation else "test",
         "epochs": config.epochs,
-        "hardware": hardware(world),
-        "command": command or sys.argv,
     }

@@ -1,9 +1,15 @@
-"""CIFAR data: reading and checking the files, batching, augmentation."""
+"""CIFAR data: reading, checking and downloading the files, describing them, batching, augmentation.
+
+`load_cifar` reads a whole data set (`cifar`, fetching it with `download` when missing),
+`describe` reports on one (`report`; what ``deit data`` prints), `BatchLoader` and
+`TrainAugment` batch and augment it on the device.
+"""
 
 from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
 from deit.data.cifar import (
     CIFAR,
     DataError,
+    dataset_classes,
     holdout_validation,
     load_cifar,
     resolve_data_dir,
@@ -11,6 +17,7 @@ from deit.data.cifar import (
 )
 from deit.data.loader import BatchLoader
 from deit.data.pipeline import TrainAugment
+from deit.data.report import describe
 
 __all__ = [
     "CIFAR",
@@ -18,6 +25,8 @@ __all__ = [
     "CIFAR10_STD",
     "BatchLoader",
     "DataError",
+    "dataset_classes",
+    "describe",
     "holdout_validation",
     "load_cifar",
     "normalize",

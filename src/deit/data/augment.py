@@ -65,16 +65,27 @@ def normalize(
     return (images.float() / 255 - m) / s
 
 
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Float images ``B × C × H × W`` → ``B × C × size × size``.
+def resize(x: torch.Tensor, size: int, *, pool: bool = False) -> torch.Tensor:
+    """Float images ``B × C × H × W`` → ``B × C × size × size``; the project's only resize.
 
-    Downscaling (training at a lower resolution first, when tokens are cheap)
-    is anti-aliased bilinear, so a small image is a faithful small version of
-    the original; upscaling (fine-tuning at a higher resolution) is bicubic.
+    Same size: ``x`` itself. Downscaling (a student training at a lower
+    resolution first, when tokens are cheap) is anti-aliased bilinear, so a
+    small image is a faithful small version of the original; upscaling
+    (fine-tuning at a higher resolution) is bicubic.
+
+    ``pool=True`` (what a teacher's input uses: :class:`~deit.models.teachers.Teacher`,
+    :func:`~deit.models.teachers.predict`) makes a downscale by a whole factor
+    average ``factor × factor`` blocks instead: that exactly undoes a
+    nearest-neighbour upscale and anti-aliases any other, so a teacher shown a
+    student's upscaled batch sees its native images again. Other sizes are
+    resized as without it.
     """
-    if x.shape[-2:] == (size, size):
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
         return x
-    if size > x.shape[-1]:
+    if pool and h % size == 0 and w % size == 0:
+        return F.avg_pool2d(x, (h // size, w // size))
+    if size > w:
         return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 

@@ -1,40 +1,29 @@
-"""Read, download and verify CIFAR-10 and CIFAR-100.
+"""Read and verify CIFAR-10 and CIFAR-100.
 
 The whole data set is returned as uint8 tensors (N×3×32×32) so that training can keep it
 on the device and augment whole batches there. Two on-disk layouts are understood, the
 official binary one (preferred) and the official python-pickle one; pickles are read with
-a restricted unpickler that can rebuild numpy arrays and nothing else. Every file is
-checked (presence, size, record count, label range, array shape) before use: a bad file
-raises `DataError` naming it, never a silent partial load.
+a restricted unpickler (`deit.data.safe_pickle`) that can rebuild numpy arrays and nothing
+else. Every file is checked (presence, size, record count, label range, array shape) before
+use: a bad file raises `DataError` naming it, never a silent partial load. A data set that
+is not on disk is fetched by `deit.data.download`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import pickle
-import shutil
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from deit.data.safe_pickle import CifarUnpickler, RefusedGlobal
+
 __all__ = [
-    "ARCHIVES",
     "CIFAR",
-    "Archive",
     "DataError",
-    "download_cifar",
-    "extract_archive",
-    "fetch_url",
     "holdout_validation",
     "load_cifar",
     "resolve_data_dir",
@@ -46,32 +35,6 @@ PIXELS = 3 * 32 * 32  # bytes per image: 1024 red, 1024 green, 1024 blue, row-ma
 
 class DataError(Exception):
     """A data set is missing, corrupt, or cannot be fetched; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class Archive:
-    """Where an official archive lives and the MD5 it must have."""
-
-    url: str
-    md5: str
-
-    @property
-    def filename(self) -> str:
-        """The archive's file name, as it is kept in the data directory."""
-        return self.url.rsplit("/", 1)[-1]
-
-
-# Official archives (binary layout). Module-level so tests and mirrors can replace entries.
-ARCHIVES: dict[str, Archive] = {
-    "cifar10": Archive(
-        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
-        "c32a1d4ab5d03f1284b67883e8d87530",
-    ),
-    "cifar100": Archive(
-        "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
-        "03b5dce01913d631647c71ecec9e9cb8",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -134,6 +97,13 @@ _SPECS: dict[str, _Spec] = {
         py_names="fine_label_names",
     ),
 }
+
+
+def dataset_classes(name: str) -> int:
+    """Number of classes of data set ``name`` (``cifar10``: 10, ``cifar100``: 100), unread."""
+    if name not in _SPECS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(_SPECS)}")
+    return _SPECS[name].num_classes
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -221,6 +191,8 @@ def load_cifar(
     if found is None:
         if not download:
             raise _not_found(spec, directory, "download is disabled")
+        from deit.data.download import download_cifar  # imported here: it imports this module
+
         download_cifar(key, directory)
         found = _find_layout(spec, directory)
         assert found is not None, "download_cifar guarantees the layout folder"
@@ -294,71 +266,14 @@ def _read_binary_layout(spec: _Spec, root: Path):
 # --- python layout
 
 
-def _numpy_multiarray():
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
-    return multiarray
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """`_codecs.encode` as Python 3 protocol-2 pickles use it for bytes; latin-1 only."""
-    if encoding.lower().replace("_", "-") not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-def _plain_dtype(*args: Any) -> np.dtype:
-    """`numpy.dtype`, refusing object dtypes: CIFAR arrays hold only numbers."""
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"refused object dtype {dtype}")
-    return dtype
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    multiarray = _numpy_multiarray()
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): _plain_dtype,
-        ("_codecs", "encode"): _latin1_encode,
-    }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return allowed
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickler that rebuilds numpy arrays, dicts, lists, strings and numbers, nothing else.
-
-    A pickle can name any importable callable and have it called; a downloaded file must not
-    be able to run code, so every global outside the short allow-list is refused.
-    """
-
-    def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file, encoding="bytes")
-        self.path = path
-        self.allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.allowed:
-            return self.allowed[(module, name)]
-        raise DataError(
-            f"{self.path}: refused to unpickle global '{module}.{name}': a CIFAR pickle holds "
-            f"only numpy arrays, lists, dicts, strings and numbers (corrupt or malicious file)"
-        )
-
-
 def _read_pickle(path: Path) -> dict[str, Any]:
     """Unpickle one CIFAR file safely and return its dict with str keys."""
     _file_size(path)
     with open(path, "rb") as f:
         try:
-            obj = _CifarUnpickler(f, path).load()
-        except DataError:
-            raise
+            obj = CifarUnpickler(f, path).load()
+        except RefusedGlobal as e:
+            raise DataError(str(e)) from e
         except Exception as e:  # a corrupt pickle can fail in many ways
             raise DataError(f"{path}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from e
     if not isinstance(obj, dict):
@@ -412,121 +327,6 @@ def _read_python_layout(spec: _Spec, root: Path):
     return _to_tensors(train), _to_tensors(test), classes
 
 
-# ----------------------------------------------------------------------------- download
-
-
-def fetch_url(url: str, dest: Path) -> None:
-    """Stream `url` into the file `dest` with a progress bar (any urllib scheme, file:// too)."""
-    from tqdm import tqdm
-
-    with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fetch_verified(spec: _Spec, archive: Archive, dest: Path, fetch: Callable) -> None:
-    """Download to a temporary name, check the MD5, then rename: `dest` is always whole."""
-    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
-    try:
-        fetch(archive.url, part)
-    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
-        part.unlink(missing_ok=True)
-        why = f"downloading {archive.url} failed ({type(e).__name__}: {e})"
-        raise _not_found(spec, dest.parent, why) from e
-    got = _md5(part)
-    if got != archive.md5:
-        part.unlink(missing_ok=True)
-        raise DataError(
-            f"{archive.url}: downloaded file has MD5 {got}, expected {archive.md5}; it was "
-            f"discarded. Retry, or place the data in {dest.parent} yourself (see --data-dir)."
-        )
-    part.replace(dest)
-
-
-def download_cifar(
-    name: str, data_dir: str | os.PathLike[str] | None = None, *, fetch: Callable | None = None
-) -> Path:
-    """Download, verify and extract the official binary archive; return its layout folder.
-
-    An archive already present in the data directory is reused if its MD5 matches. `fetch`
-    (default: `fetch_url`) is injectable so tests and mirrors need no network.
-    """
-    key, spec = _spec(name)
-    directory = resolve_data_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    archive = ARCHIVES[key]
-    dest = directory / archive.filename
-    if not dest.exists():
-        _fetch_verified(spec, archive, dest, fetch or fetch_url)
-    elif (got := _md5(dest)) != archive.md5:
-        raise DataError(
-            f"{dest}: MD5 {got}, expected {archive.md5}; delete the file and retry the download"
-        )
-    return extract_archive(dest, directory, spec.bin_folder)
-
-
-def _check_member(archive: Path, member: tarfile.TarInfo, target: Path) -> PurePosixPath:
-    """Refuse any tar member that could write outside `target` or is not a plain file/folder."""
-    path = PurePosixPath(member.name)
-    if path.is_absolute() or ".." in path.parts:
-        why = "absolute path" if path.is_absolute() else "'..' in path"
-    elif not (member.isfile() or member.isdir()):
-        why = "link or special file"
-    elif not (target / path).resolve().is_relative_to(target.resolve()):
-        why = "path outside the target folder"
-    else:
-        return path
-    raise DataError(f"{archive}: refusing unsafe archive member {member.name!r} ({why})")
-
-
-def _extract_members(archive: Path, target: Path) -> None:
-    with tarfile.open(archive, "r|*") as tar:
-        for member in tar:
-            out = target / _check_member(archive, member, target)
-            if member.isdir():
-                out.mkdir(parents=True, exist_ok=True)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(member)
-            assert src is not None  # regular file
-            with src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-
-
-def extract_archive(archive: Path, directory: Path, folder: str) -> Path:
-    """Safely extract `folder` from a tar archive into `directory` and return its path.
-
-    Members are checked one by one (no absolute paths, '..', links or special files) and
-    written as plain files into a scratch folder, which is moved into place only when the
-    whole archive extracted: a failure leaves nothing half-written behind.
-    """
-    archive, directory = Path(archive), Path(directory)
-    scratch = Path(tempfile.mkdtemp(prefix=".extract-", dir=directory))
-    try:
-        _extract_members(archive, scratch)
-        if not (scratch / folder).is_dir():
-            raise DataError(f"{archive}: holds no folder {folder}/")
-        (scratch / folder).rename(directory / folder)
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataError(
-            f"{archive}: cannot extract into {directory} ({type(e).__name__}: {e})"
-        ) from e
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return directory / folder
-
-
 # ----------------------------------------------------------------------------- validation split
 
 
@@ -574,3 +374,6 @@ def holdout_validation(data: CIFAR, size: int = 5000, seed: int = 0) -> CIFAR:
         labels[held],
         data.classes,
     )
+
+
+# ----------------------------------------------------------------------------- moved names

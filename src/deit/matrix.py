@@ -1,4 +1,4 @@
-"""``reproduce(preset, out)``: the student report's table (DESIGN.md matrix A–E) from one call.
+"""``reproduce(preset, out)``: the student report's table (the matrix of runs A–E) from one call.
 
 Five students are trained with one preset, differing only in their token and
 their loss (runs A–E below), and every head is evaluated. Their numbers fill
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import statistics
 import sys
 import time
@@ -23,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from deit.config import ConfigError, TrainConfig, apply_overrides, from_preset, validate
-from deit.models import parse_model_name
-from deit.trainer import RunInterrupted, train
+from deit.models.registry import model_name, resolve_architecture
+from deit.rundir import RunInterrupted
+from deit.trainer import train
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,8 @@ SMOKE_TEACHER = {"epochs": 2, "widths": (16, 32, 32), "train_size": 5000, "test_
 
 def run_config(base: TrainConfig, run: Run, seed: int) -> TrainConfig:
     """The preset's config turned into run ``run`` of the matrix with ``seed``."""
-    student = base.student.replace("_distilled", "")
-    if run.distilled:
-        student = student.replace("_patch", "_distilled_patch")
-    parse_model_name(student)  # the preset's name, with or without the token, stays valid
+    named = resolve_architecture(base.student)  # the name's own size, patch and image size
+    student = model_name(named["size"], run.distilled, named["patch_size"], named["img_size"])
     return validate(
         dataclasses.replace(
             base,
@@ -117,15 +115,19 @@ def run_dir(out: Path, run: Run, index: int) -> Path:
 
 def _teacher_path(out: Path, base: TrainConfig, preset: str) -> str:
     """Train (or resume) a teacher in ``out/teacher`` and export it; return its file."""
-    from deit.teacher_training import TeacherConfig, export_teacher, train_teacher
+    from deit.models.teachers import export_teacher
+    from deit.teacher_training import TeacherConfig, train_teacher
 
     where = out / "teacher"
     dest = where / "teacher.safetensors"
     if not dest.is_file():
-        changes = SMOKE_TEACHER if preset == "smoke" else {}
-        config = TeacherConfig(data_dir=base.data_dir, download=base.download, **changes)
-        resume = (where / "checkpoint.pt").is_file()
-        train_teacher(None if resume else config, where, resume=resume, command=_command())
+        if (where / "config.json").is_file():  # started before: resume (or read) it
+            changes = {"data_dir": base.data_dir, "download": base.download}
+            train_teacher(changes, where, resume=True, command=_command())
+        else:
+            changes = SMOKE_TEACHER if preset == "smoke" else {}
+            config = TeacherConfig(data_dir=base.data_dir, download=base.download, **changes)
+            train_teacher(config, where, command=_command())
         export_teacher(where, dest)
     return str(dest)
 
@@ -158,18 +160,14 @@ def _check_matrix(out: Path, record: dict) -> None:
 
 
 def _train_run(config: TrainConfig, where: Path, command: list[str]) -> dict:
-    """Finish one run: skip it if done, resume it if checkpointed, else start it afresh."""
-    summary = where / "summary.json"
-    if summary.is_file():
-        return json.loads(summary.read_text())
-    resume = (where / "checkpoint.pt").is_file()
-    if not resume and where.exists():
-        shutil.rmtree(where)  # killed before its first checkpoint: nothing to keep
+    """Finish one run: read it if done, resume it if started, else start it."""
     try:
-        return train(config, where, command=command, resume=resume)
+        if (where / "config.json").is_file():  # its own saved config wins; only the data may move
+            changes = {"data_dir": config.data_dir, "download": config.download}
+            return train(changes, where, resume=True, command=command)
+        return train(config, where, command=command)
     except RunInterrupted as err:
-        again = " ".join(command)
-        raise RunInterrupted(where, err.step, err.total, resume_with=again) from None
+        raise RunInterrupted(where, err.step, err.total, resume_with=" ".join(command)) from None
 
 
 def _eta(walls: list[float], remaining: int) -> str:
@@ -304,7 +302,7 @@ def _default_head(top1: dict[str, float]) -> float:
 
 
 def checks(rows: list[dict]) -> dict[str, bool]:
-    """The paper's claims the table can confirm or refute (DESIGN.md / the issue's targets)."""
+    """The paper's claims the table can confirm or refute, and the target best row ≥ 70 %."""
     by = {(r["run"], r["head"]): r["top1"] for r in rows}
     students = [r["top1"] for r in rows if r["run"] != "teacher"]
     hard = [r["top1"] for r in rows if r["teacher"] == "hard"]

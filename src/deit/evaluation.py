@@ -11,15 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deit import engine
 from deit.checkpoint import load_checkpoint
 from deit.config import TrainConfig, config_from_dict
-from deit.data import load_cifar
+from deit.data import dataset_classes, load_cifar
 from deit.data.augment import dataset_stats
-from deit.engine import evaluate
 from deit.models import create_model
 from deit.models.deit import VisionTransformer
-from deit.models.teachers import SHIPPED_TEACHERS, CheckpointError, load_teacher, load_weights
-from deit.teacher_training import evaluate_teacher
+from deit.models.teachers import (
+    SHIPPED_TEACHERS,
+    CheckpointError,
+    evaluate_teacher,
+    load_teacher,
+    load_weights,
+)
 
 
 def _student_payload(path: Path) -> dict[str, Any] | None:
@@ -34,7 +39,7 @@ def _student_payload(path: Path) -> dict[str, Any] | None:
 def _rebuild_student(payload: dict[str, Any], source: str) -> tuple[VisionTransformer, TrainConfig]:
     """The student (in eval mode) and config stored in a ``deit train`` checkpoint's contents."""
     config = config_from_dict(payload["config"])
-    classes = 100 if config.dataset == "cifar100" else 10
+    classes = dataset_classes(config.dataset)
     model = create_model(config.student, num_classes=classes, **config.model_overrides())
     load_weights(model, payload["model"], source)
     return model.eval(), config
@@ -48,7 +53,7 @@ def load_student(checkpoint: str | Path) -> tuple[VisionTransformer, TrainConfig
     return _rebuild_student(payload, str(checkpoint))
 
 
-def evaluate_checkpoint(
+def evaluate(
     checkpoint: str | Path,
     data_dir: str | None = None,
     *,
@@ -74,7 +79,7 @@ def evaluate_checkpoint(
     model, config = _rebuild_student(payload, str(path))
     data = load_cifar(config.dataset, data_dir, download=download)
     mean, std = dataset_stats(config.dataset)
-    heads = evaluate(
+    heads = engine.evaluate(
         model, data.test_images, data.test_labels, mean=mean, std=std, img_size=config.img_size
     )
     top1 = heads.get("avg", heads["cls"])

@@ -25,9 +25,9 @@ from deit.checkpoint import CheckpointError, load_checkpoint
 from deit.config import ConfigError, TrainConfig, validate
 from deit.models import parse_model_name
 from deit.models.deit import VisionTransformer, adapt_pos_embed
+from deit.models.registry import find_size, model_name
 
 HEADS = ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias")
-SIZE_NAMES = {192: "tiny", 384: "small", 768: "base"}
 HEAD_DIM = 64  # every DeiT size has 64-dimensional attention heads
 
 
@@ -78,10 +78,15 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def student_name(arch: dict[str, Any], img_size: int, patch_size: int) -> str:
-    """The model name for ``arch`` at a new image and patch size (sizes set by overrides)."""
-    size = SIZE_NAMES.get(arch["embed_dim"], "tiny")
-    token = "_distilled" if arch["distilled"] else ""
-    return f"deit_{size}{token}_patch{patch_size}_{img_size}"
+    """The model name for ``arch`` at a new image and patch size.
+
+    The registered size with exactly ``arch``'s width, depth and heads (MLP ratio 4, as
+    every student here) names it, so a checkpoint is fine-tuned under the name of what it
+    is; an architecture of no registered size is named ``tiny`` and set by the config's
+    size overrides (which :func:`finetune_config` always sets).
+    """
+    size = find_size(arch["embed_dim"], arch["depth"], arch["num_heads"]) or "tiny"
+    return model_name(size, arch["distilled"], patch_size, img_size)
 
 
 def finetune_config(

@@ -1,0 +1,202 @@
+"""The run engine's rules: never overwrite a run, resume only a run, fail writes in one line."""
+
+import dataclasses
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from deit import checkpoint, rundir, trainer
+from deit.checkpoint import WriteError, save_checkpoint, write_atomic
+from deit.cli import main
+from deit.config import ConfigError, TrainConfig, config_from_dict, from_preset
+from deit.rundir import RunDir, open_run
+from deit.teacher_recipe import TeacherConfig
+from deit.teacher_training import train_teacher
+
+FREE = ("data_dir", "download", "threads")
+
+
+def open_new(out, config=None, **kwargs):
+    return open_run(out, config or TrainConfig(), resume=False, load_config=config_from_dict,
+                    free=FREE, command="deit train", **kwargs)  # fmt: skip
+
+
+def a_run(path, config=None):
+    """A run directory with a config and one checkpoint, as a run leaves it after an epoch."""
+    run, config = open_new(path, config)
+    run.create(config)
+    run.save_checkpoint({"step": 1, "weights": torch.arange(4.0)})
+    run.append_metrics({"epoch": 1})
+    return run
+
+
+def leftovers(path):
+    return sorted(p.name for p in path.iterdir() if p.name.endswith(".tmp"))
+
+
+# ----------------------------------------------------------------------------- overwriting
+
+
+def test_a_directory_holding_a_run_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    a_run(tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    monkeypatch.setattr(trainer, "load_cifar", lambda *a, **k: pytest.fail("loaded data"))
+    code = main(["train", "--preset", "smoke", "--set", "lr=0.1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"already holds a run; continue it with `deit train --resume {tmp_path / 'run'}`" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_teacher_runs_are_refused_the_same_way(tmp_path):
+    a_run(tmp_path / "run", TeacherConfig())
+    with pytest.raises(ConfigError, match="deit teacher --resume"):
+        train_teacher(TeacherConfig(), tmp_path / "run")
+
+
+def test_overwrite_deletes_the_old_runs_files_only_when_asked(tmp_path):
+    a_run(tmp_path / "run")
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    run, config = open_new(tmp_path / "run", overwrite=True)
+    run.create(dataclasses.replace(config, lr=0.1))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.1
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == ""
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_an_empty_or_unrelated_directory_is_fine(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "readme.txt").write_text("x")
+    run, _ = open_new(tmp_path / "run")
+    assert run.path == tmp_path / "run"
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+@pytest.mark.parametrize("target", ["missing", "empty", "file"])
+def test_resume_of_a_directory_without_a_run_says_so_in_one_line(tmp_path, capsys, target):
+    path = tmp_path / "run"
+    if target == "empty":
+        path.mkdir()
+    elif target == "file":
+        path.write_text("x")
+    for command in ("train", "teacher", "finetune"):
+        assert main([command, "--resume", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"deit {command}: error: {path} holds no run to resume (no config.json there)"
+
+
+def test_resume_refuses_changes_that_alter_the_run_and_names_them(tmp_path, capsys):
+    a_run(tmp_path / "run", from_preset("smoke"))
+    assert main(["train", "--resume", str(tmp_path / "run"), "--set", "lr=0.5", "--epochs", "9"])
+    err = capsys.readouterr().err
+    assert "cannot change" in err and "lr (" in err and "epochs (3 → 9)" in err
+
+
+def test_resume_takes_the_saved_config_with_only_free_fields_changed(tmp_path):
+    a_run(tmp_path / "run", from_preset("smoke"))
+    changes = {"data_dir": "/elsewhere", "threads": 1, "epochs": 3}  # epochs as saved: fine
+    _, config = open_run(tmp_path / "run", changes, resume=True, load_config=config_from_dict,
+                         free=FREE, command="deit train")  # fmt: skip
+    assert config == dataclasses.replace(from_preset("smoke"), data_dir="/elsewhere", threads=1)
+
+
+def test_metrics_are_trimmed_to_the_checkpoint_on_resume(tmp_path):
+    run = a_run(tmp_path / "run")
+    run.append_metrics({"epoch": 2})  # written, then the process died before its checkpoint
+    assert run.keep_metrics(1) == {"epoch": 1}
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+
+
+def test_a_finished_run_resumes_to_its_summary(tmp_path, monkeypatch):
+    a_run(tmp_path / "run", from_preset("smoke"))
+    (tmp_path / "run" / "summary.json").write_text('{"test_top1": {"cls": 50.0}}')
+    monkeypatch.setattr(trainer, "load_cifar", lambda *a, **k: pytest.fail("trained again"))
+    assert trainer.train(None, tmp_path / "run", resume=True) == {"test_top1": {"cls": 50.0}}
+
+
+# ----------------------------------------------------------------------------- failed writes
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one_and_no_temp_file(tmp_path, monkeypatch):
+    run = a_run(tmp_path / "run")
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    with pytest.raises(WriteError) as caught:
+        run.save_checkpoint({"step": 2, "weights": torch.zeros(4)})
+    assert str(caught.value) == (
+        f"cannot write {tmp_path / 'run' / 'checkpoint.pt'}: No space left on device"
+    )
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert leftovers(tmp_path / "run") == []
+
+
+def test_a_vanished_run_directory_is_named(tmp_path):
+    run = a_run(tmp_path / "run")
+    for p in (tmp_path / "run").iterdir():
+        p.unlink()
+    (tmp_path / "run").rmdir()
+    with pytest.raises(WriteError, match=r"checkpoint\.pt: No such file or directory"):
+        run.save_checkpoint({"step": 2})
+
+
+def test_a_failed_metrics_line_is_a_write_error(tmp_path, monkeypatch):
+    run = a_run(tmp_path / "run")
+    monkeypatch.setattr(rundir.Path, "open", lambda *a, **k: (_ for _ in ()).throw(
+        PermissionError(errno.EACCES, "Permission denied")))  # fmt: skip
+    with pytest.raises(WriteError, match=r"metrics\.jsonl: Permission denied"):
+        run.append_metrics({"epoch": 2})
+
+
+def test_atomic_writes_keep_the_users_file_mode(tmp_path):
+    write_atomic(tmp_path / "a.json", b"{}")
+    save_checkpoint({"x": 1}, tmp_path / "c.pt")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("a.json", "c.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _tmpfs(path):
+    """Mount a 300 KB tmpfs at ``path`` if this machine lets us (root in a sandbox)."""
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(path)],
+                          capture_output=True)  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_training_into_a_full_disk_stops_with_one_line(tmp_path, cifar_dir):
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk):
+        pytest.skip("cannot mount a tmpfs here; the injected-error tests above cover the logic")
+    try:
+        out = disk / "run"
+        command = [sys.executable, "-m", "deit", "train", "--preset", "smoke", "--epochs", "2",
+                   "--set", "train_size=512", "--data-dir", str(cifar_dir),
+                   "--out", str(out)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        last = done.stderr.strip().splitlines()[-1].split("\r")[-1].strip()
+        assert done.returncode == 1, done.stderr
+        assert last == (
+            f"deit train: error: cannot write {out / 'checkpoint.pt'}: No space left on device; "
+            "the last checkpoint is kept"
+        )
+        assert leftovers(out) == [] and "Traceback" not in done.stderr
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_run_dir_reports_its_resume_command(tmp_path):
+    assert RunDir(tmp_path, "deit teacher").resume_with == f"deit teacher --resume {tmp_path}"
