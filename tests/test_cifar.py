@@ -15,15 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from deit.data import cifar, describe, download
-from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD
-from deit.data.cifar import (
+from deit.data import (
     CIFAR,
     DataError,
+    cifar,
+    describe,
+    download,
     holdout_validation,
+    layout,
     load_cifar,
     resolve_data_dir,
 )
+from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from deit.data.download import Archive, download_cifar
 
 RECORD10 = 1 + 3072
@@ -170,7 +173,7 @@ def test_python3_protocol2_pickle_with_str_keys_is_read(tmp_path):
     labels = np.arange(100) * 7 % 10
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({"data": data, "labels": list(labels)}, protocol=2))
-    images, got = cifar._read_python_file(cifar._SPECS["cifar10"], path, 100)
+    images, got = cifar._read_python_file(layout.SPECS["cifar10"], path, 100)
     assert np.array_equal(images.reshape(100, 3072), data) and np.array_equal(got, labels)
 
 
@@ -212,7 +215,7 @@ def test_pickle_array_of_wrong_shape_is_refused(tmp_path):
     with pytest.raises(
         DataError, match=r"data_batch_1: 'data' is uint8 array of shape \(10, 3072\)"
     ):
-        cifar._read_python_file(cifar._SPECS["cifar10"], path, 10000)
+        cifar._read_python_file(layout.SPECS["cifar10"], path, 10000)
 
 
 @pytest.mark.parametrize(
@@ -401,7 +404,7 @@ def test_cifar100_binary_takes_the_fine_labels(tmp_path):
 
 def test_cifar100_python_files_give_the_fine_labels(tmp_path):
     """The python-layout readers on small files (load_cifar itself insists on 50000 records)."""
-    spec, (images, fine, coarse) = cifar._SPECS["cifar100"], _synthetic100(200)
+    spec, (images, fine, coarse) = layout.SPECS["cifar100"], _synthetic100(200)
     entry = {
         b"data": images.reshape(200, -1).numpy(),
         b"fine_labels": fine.tolist(),

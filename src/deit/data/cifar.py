@@ -19,6 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from deit.data.download import download_cifar
+from deit.data.layout import (
+    DataError,
+    Spec,
+    find_layout,
+    not_found,
+    resolve_data_dir,
+    spec_of,
+)
 from deit.data.safe_pickle import CifarUnpickler, RefusedGlobal
 
 __all__ = [
@@ -31,79 +40,6 @@ __all__ = [
 ]
 
 PIXELS = 3 * 32 * 32  # bytes per image: 1024 red, 1024 green, 1024 blue, row-major 32×32
-
-
-class DataError(Exception):
-    """A data set is missing, corrupt, or cannot be fetched; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """What the files of one data set look like in each layout."""
-
-    title: str
-    num_classes: int
-    header: int  # label bytes before the pixels of a binary record
-    label_byte: int  # index of the label we use among them (CIFAR-100: fine label)
-    train_count: int  # records per training file
-    test_count: int
-    bin_folder: str
-    bin_train: tuple[str, ...]
-    bin_test: str
-    bin_names: str
-    py_folder: str
-    py_train: tuple[str, ...]
-    py_test: str
-    py_meta: str
-    py_labels: str
-    py_names: str
-
-
-_SPECS: dict[str, _Spec] = {
-    "cifar10": _Spec(
-        title="CIFAR-10",
-        num_classes=10,
-        header=1,
-        label_byte=0,
-        train_count=10000,
-        test_count=10000,
-        bin_folder="cifar-10-batches-bin",
-        bin_train=tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
-        bin_test="test_batch.bin",
-        bin_names="batches.meta.txt",
-        py_folder="cifar-10-batches-py",
-        py_train=tuple(f"data_batch_{i}" for i in range(1, 6)),
-        py_test="test_batch",
-        py_meta="batches.meta",
-        py_labels="labels",
-        py_names="label_names",
-    ),
-    "cifar100": _Spec(
-        title="CIFAR-100",
-        num_classes=100,
-        header=2,
-        label_byte=1,
-        train_count=50000,
-        test_count=10000,
-        bin_folder="cifar-100-binary",
-        bin_train=("train.bin",),
-        bin_test="test.bin",
-        bin_names="fine_label_names.txt",
-        py_folder="cifar-100-python",
-        py_train=("train",),
-        py_test="test",
-        py_meta="meta",
-        py_labels="fine_labels",
-        py_names="fine_label_names",
-    ),
-}
-
-
-def dataset_classes(name: str) -> int:
-    """Number of classes of data set ``name`` (``cifar10``: 10, ``cifar100``: 100), unread."""
-    if name not in _SPECS:
-        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(_SPECS)}")
-    return _SPECS[name].num_classes
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -131,47 +67,6 @@ class CIFAR:
         )
 
 
-# ----------------------------------------------------------------------------- directories
-
-
-def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the directory to look for data sets in.
-
-    The argument wins, then the environment variable DEIT_DATA, then a per-user cache
-    directory ($XDG_CACHE_HOME/deit or ~/.cache/deit), so the command line, the shell and a
-    default all work without configuration.
-    """
-    if data_dir is not None:
-        return Path(data_dir).expanduser()
-    if os.environ.get("DEIT_DATA"):
-        return Path(os.environ["DEIT_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "deit"
-
-
-def _spec(name: str) -> tuple[str, _Spec]:
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in _SPECS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(_SPECS)}")
-    return key, _SPECS[key]
-
-
-def _find_layout(spec: _Spec, directory: Path) -> tuple[str, Path] | None:
-    for kind, folder in (("binary", spec.bin_folder), ("python", spec.py_folder)):
-        if (directory / folder).is_dir():
-            return kind, directory / folder
-    return None
-
-
-def _not_found(spec: _Spec, directory: Path, why: str) -> DataError:
-    return DataError(
-        f"{spec.title} not found in {directory} (looked for the folders "
-        f"{spec.bin_folder}/ and {spec.py_folder}/), and {why}. Fix: pass --data-dir DIR "
-        f"(or set DEIT_DATA=DIR) to a directory holding one of those folders, or allow the "
-        f"download (drop --no-download / download=True) with network access."
-    )
-
-
 # ----------------------------------------------------------------------------- loading
 
 
@@ -185,16 +80,14 @@ def load_cifar(
     official archive is fetched, its MD5 checked and extracted first. Every file is
     verified; problems raise `DataError`.
     """
-    key, spec = _spec(name)
+    key, spec = spec_of(name)
     directory = resolve_data_dir(data_dir)
-    found = _find_layout(spec, directory)
+    found = find_layout(spec, directory)
     if found is None:
         if not download:
-            raise _not_found(spec, directory, "download is disabled")
-        from deit.data.download import download_cifar  # imported here: it imports this module
-
+            raise not_found(spec, directory, "download is disabled")
         download_cifar(key, directory)
-        found = _find_layout(spec, directory)
+        found = find_layout(spec, directory)
         assert found is not None, "download_cifar guarantees the layout folder"
     kind, root = found
     reader = _read_binary_layout if kind == "binary" else _read_python_layout
@@ -233,7 +126,7 @@ def _file_size(path: Path) -> int:
 # --- binary layout
 
 
-def _read_binary_file(spec: _Spec, path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_binary_file(spec: Spec, path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Images (count×3×32×32 view) and labels of one binary file, after checking its size."""
     record = spec.header + PIXELS
     size = _file_size(path)
@@ -250,13 +143,13 @@ def _read_binary_file(spec: _Spec, path: Path, count: int) -> tuple[np.ndarray, 
     return raw[:, spec.header :].reshape(count, 3, 32, 32), labels
 
 
-def _read_binary_names(spec: _Spec, path: Path) -> tuple[str, ...]:
+def _read_binary_names(spec: Spec, path: Path) -> tuple[str, ...]:
     _file_size(path)
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     return _check_names(path, [s.strip() for s in lines if s.strip()], spec.num_classes)
 
 
-def _read_binary_layout(spec: _Spec, root: Path):
+def _read_binary_layout(spec: Spec, root: Path):
     train = [_read_binary_file(spec, root / f, spec.train_count) for f in spec.bin_train]
     test = [_read_binary_file(spec, root / spec.bin_test, spec.test_count)]
     classes = _read_binary_names(spec, root / spec.bin_names)
@@ -287,7 +180,7 @@ def _entry(path: Path, d: dict[str, Any], key: str) -> Any:
     return d[key]
 
 
-def _read_python_file(spec: _Spec, path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_python_file(spec: Spec, path: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of one pickled batch, after checking dtype, shape and labels."""
     d = _read_pickle(path)
     data, labels = _entry(path, d, "data"), _entry(path, d, spec.py_labels)
@@ -312,7 +205,7 @@ def _read_python_file(spec: _Spec, path: Path, count: int) -> tuple[np.ndarray, 
     return data.reshape(count, 3, 32, 32), labels
 
 
-def _read_python_names(spec: _Spec, path: Path) -> tuple[str, ...]:
+def _read_python_names(spec: Spec, path: Path) -> tuple[str, ...]:
     names = _entry(path, _read_pickle(path), spec.py_names)
     if not isinstance(names, list | tuple) or not all(isinstance(n, bytes | str) for n in names):
         raise DataError(f"{path}: '{spec.py_names}' is not a list of strings")
@@ -320,7 +213,7 @@ def _read_python_names(spec: _Spec, path: Path) -> tuple[str, ...]:
     return _check_names(path, decoded, spec.num_classes)
 
 
-def _read_python_layout(spec: _Spec, root: Path):
+def _read_python_layout(spec: Spec, root: Path):
     train = [_read_python_file(spec, root / f, spec.train_count) for f in spec.py_train]
     test = [_read_python_file(spec, root / spec.py_test, spec.test_count)]
     classes = _read_python_names(spec, root / spec.py_meta)

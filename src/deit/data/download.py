@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from deit.data.cifar import DataError, _not_found, _Spec, _spec, resolve_data_dir
+from deit.data.layout import DataError, Spec, not_found, resolve_data_dir, spec_of
 
 __all__ = ["ARCHIVES", "Archive", "download_cifar", "extract_archive", "fetch_url"]
 
@@ -71,7 +71,7 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_verified(spec: _Spec, archive: Archive, dest: Path, fetch: Callable) -> None:
+def _fetch_verified(spec: Spec, archive: Archive, dest: Path, fetch: Callable) -> None:
     """Download to a temporary name, check the MD5, then rename: `dest` is always whole."""
     part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
     try:
@@ -79,7 +79,7 @@ def _fetch_verified(spec: _Spec, archive: Archive, dest: Path, fetch: Callable) 
     except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as e:
         part.unlink(missing_ok=True)
         why = f"downloading {archive.url} failed ({type(e).__name__}: {e})"
-        raise _not_found(spec, dest.parent, why) from e
+        raise not_found(spec, dest.parent, why) from e
     got = _md5(part)
     if got != archive.md5:
         part.unlink(missing_ok=True)
@@ -98,7 +98,7 @@ def download_cifar(
     An archive already present in the data directory is reused if its MD5 matches. `fetch`
     (default: `fetch_url`) is injectable so tests and mirrors need no network.
     """
-    key, spec = _spec(name)
+    key, spec = spec_of(name)
     directory = resolve_data_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
     archive = ARCHIVES[key]
