@@ -69,10 +69,12 @@ class BatchLoader:
 
     def _shard_size(self) -> int:
         """Number of examples this rank iterates over in one epoch."""
-        n = len(self.images)
-        if self.drop_last:
-            return (n // (self.batch_size * self.world_size)) * self.batch_size
-        return math.ceil(n / self.world_size)
+        return shard_size(
+            len(self.images),
+            batch_size=self.batch_size,
+            world_size=self.world_size,
+            drop_last=self.drop_last,
+        )
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
@@ -83,19 +85,17 @@ class BatchLoader:
 
     def indices(self) -> torch.Tensor:
         """This rank's example indices for the current epoch, in batch order."""
-        n = len(self.images)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
-        order = order.repeat_interleave(self.repeats)[:n]
-        per_rank = self._shard_size()
-        if not self.drop_last and per_rank * self.world_size > n:
-            # Pad by wrapping around so every rank gets equally many examples.
-            order = torch.cat([order, order[: per_rank * self.world_size - n]])
-        order = order[: per_rank * self.world_size]
-        return order[self.rank :: self.world_size]
+        return epoch_order(
+            len(self.images),
+            seed=self.seed,
+            epoch=self.epoch,
+            batch_size=self.batch_size,
+            repeats=self.repeats,
+            rank=self.rank,
+            world_size=self.world_size,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield the epoch's batches as views gathered on the data's device."""
@@ -107,3 +107,70 @@ class BatchLoader:
         for start in range(first_batch * self.batch_size, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.images[idx], self.labels[idx]
+
+
+def shard_size(
+    n: int,
+    *,
+    batch_size: int,
+    world_size: int = 1,
+    drop_last: bool = True,
+    rank: int = 0,
+    pad: bool = True,
+) -> int:
+    """Examples one rank sees per epoch out of ``n`` (see :func:`epoch_order`).
+
+    ``drop_last``: whole global batches only, so every rank gets the same count.
+    Otherwise every example once: ``pad`` (what :class:`BatchLoader` does)
+    rounds each rank up to ``ceil(n / world_size)`` by wrapping around;
+    without it the first ``n % world_size`` ranks get one example more.
+    """
+    if drop_last:
+        return (n // (batch_size * world_size)) * batch_size
+    if pad:
+        return math.ceil(n / world_size)
+    return len(range(rank, n, world_size))
+
+
+def epoch_order(
+    n: int,
+    *,
+    seed: int,
+    epoch: int,
+    batch_size: int,
+    repeats: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    pad: bool = True,
+) -> torch.Tensor:
+    """This rank's example indices (int64) for one epoch over ``n`` examples, in batch order.
+
+    The one definition of the global order, shared by the in-memory
+    :class:`BatchLoader` and the streaming ``deit.data.stream.StreamLoader`` so
+    that both draw the same batches. The global order is a permutation seeded
+    by ``(seed, epoch)`` (or ``0..n-1`` without ``shuffle``); with ``repeats``
+    each drawn example appears that many times in a row and the order is cut
+    back to ``n``; it is then cut to whole global batches (``drop_last``) or
+    padded by wrapping around (``pad``), and rank ``r`` takes positions
+    ``r, r + world_size, ...``, so the copies of a repeated example land on
+    different ranks of one global batch. Position ``j`` of the result is
+    position ``rank + j * world_size`` of the global order.
+    """
+    if shuffle:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g)
+    else:
+        order = torch.arange(n)
+    order = order.repeat_interleave(repeats)[:n]
+    per_rank = shard_size(
+        n, batch_size=batch_size, world_size=world_size, drop_last=drop_last, rank=rank, pad=pad
+    )
+    if not drop_last and not pad:
+        return order[rank::world_size]
+    if not drop_last and per_rank * world_size > n:
+        # Pad by wrapping around so every rank gets equally many examples.
+        order = torch.cat([order, order[: per_rank * world_size - n]])
+    order = order[: per_rank * world_size]
+    return order[rank::world_size]

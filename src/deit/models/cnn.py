@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD
+from deit.models.resnet import RESNET_ARCHS
 
 __all__ = [
     "RESNET18_CIFAR_MEAN",
@@ -249,7 +250,11 @@ class ResNet18(nn.Module):
         return pairs
 
 
-TEACHER_ARCHS: dict[str, type[nn.Module]] = {"fastcnn": FastCNN, "resnet18": ResNet18}
+TEACHER_ARCHS: dict[str, type[nn.Module]] = {
+    "fastcnn": FastCNN,
+    "resnet18": ResNet18,
+    **RESNET_ARCHS,  # tv_resnet18/34/50: ImageNet ResNets in torchvision's layout (resnet.py)
+}
 """Teacher architectures by name."""
 
 

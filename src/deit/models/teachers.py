@@ -10,14 +10,16 @@ batch the student trains on into exactly that before the forward pass;
 
 :func:`load_teacher` reads a shipped name, a project checkpoint or a
 safetensors file, with errors that say what is wrong; :func:`export_teacher`
-writes the safetensors file it reads.
+writes the safetensors file it reads. A teacher may record the names of its
+classes (``model.meta["classes"]``); :func:`check_teacher_fits` refuses a
+teacher whose classes are not the data set's.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +28,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deit.checkpoint import CheckpointError, load_checkpoint
+from deit.config import ConfigError
 from deit.data.augment import normalize, resize
-from deit.models.cnn import TEACHER_ARCHS, ResNet18, fold_batchnorm, model_from_spec, teacher_spec
+from deit.models.cnn import TEACHER_ARCHS, fold_batchnorm, model_from_spec, teacher_spec
+from deit.models.state_dicts import head_classes, load_weights
 
 __all__ = [
     "MAX_EXPORT_BYTES",
     "SHIPPED_TEACHERS",
     "CheckpointError",
     "Teacher",
+    "check_teacher_fits",
     "evaluate_teacher",
     "export_teacher",
     "load_teacher",
@@ -118,71 +123,6 @@ class Teacher(nn.Module):
 # ----------------------------------------------------------------------------- loading
 
 
-def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix) :]: v for k, v in state.items()}
-    return dict(state)
-
-
-def _torchvision_to_cifar_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a torchvision-style ResNet state dict (``downsample``, ``fc``) to ours.
-
-    Some public CIFAR-10 ResNet-18 checkpoints keep torchvision's names; the
-    tensors are the same, only the names differ.
-    """
-    renamed = {}
-    for key, value in state.items():
-        key = key.replace(".downsample.", ".shortcut.")
-        if key.startswith("fc."):
-            key = "linear." + key[3:]
-        renamed[key] = value
-    return renamed
-
-
-def _describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
-    """Name the keys that keep ``state`` from loading into ``model`` strictly, or None."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-
-    def listed(title: str, keys: list[str]) -> str:
-        more = f" … (+{len(keys) - 8} more)" if len(keys) > 8 else ""
-        return f"{title} ({len(keys)}): {', '.join(keys[:8])}{more}"
-
-    parts = [
-        listed(title, keys)
-        for title, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches (file vs model)", shapes),
-        )
-        if keys
-    ]
-    return "; ".join(parts) or None
-
-
-def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
-    """Load ``state`` into ``model`` strictly; on mismatch raise naming the offending keys."""
-    state = _strip_prefix(state, "module.")
-    torchvision_layout = "fc.weight" in state or any(".downsample." in k for k in state)
-    if isinstance(model, ResNet18) and torchvision_layout:
-        state = _torchvision_to_cifar_layout(state)
-    problem = _describe_mismatch(model, state)
-    if problem:
-        raise CheckpointError(
-            f"{source} does not fit architecture "
-            f"{getattr(model, 'arch', type(model).__name__)!r} "
-            f"({json.dumps(getattr(model, 'kwargs', {}))}): {problem}"
-        )
-    model.load_state_dict(state, strict=True)
-    return model
-
-
 def _shipped_path(name: str) -> Path:
     path = WEIGHTS_DIR / SHIPPED_TEACHERS[name]
     if not path.is_file():
@@ -222,7 +162,10 @@ def _read_torch_checkpoint(path: Path) -> dict[str, Any]:
 def _unpack(payload: dict[str, Any], path: Path, arch: str | None):
     """(state dict, spec) from a loaded .pt payload of any of the accepted shapes."""
     if "arch" in payload and "model" in payload:  # a teacher run's checkpoint
-        spec = payload.get("spec") or {"arch": payload["arch"]}
+        spec = dict(payload.get("spec") or {"arch": payload["arch"]})
+        classes = payload.get("classes", (payload.get("config") or {}).get("classes"))
+        if classes is not None:
+            spec["classes"] = list(classes)
         return payload.get("averaged") or payload["model"], spec
     if "model" in payload and "config" in payload:
         raise CheckpointError(
@@ -240,20 +183,33 @@ def _unpack(payload: dict[str, Any], path: Path, arch: str | None):
             f"{path} is a bare state dict without an architecture; pass arch= "
             f"(one of {list(TEACHER_ARCHS)})"
         )
-    return payload, {"arch": arch}
+    num_classes = head_classes(payload)  # the checkpoint's own classes, not a default
+    return payload, {
+        "arch": arch,
+        **({"kwargs": {"num_classes": num_classes}} if num_classes else {}),
+    }
 
 
 def load_teacher(
-    name_or_path: str | Path, *, arch: str | None = None, **overrides: Any
+    name_or_path: str | Path,
+    *,
+    arch: str | None = None,
+    classes: Sequence[str] | None = None,
+    **overrides: Any,
 ) -> nn.Module:
     """Load a trained teacher, in eval mode, carrying its normalisation and resolution.
 
     Accepts a shipped name (``cifar10-teacher``), a checkpoint written by
     ``train_teacher`` (``.pt``, read with ``weights_only=True``), a
     ``.safetensors`` file with the metadata ``export_teacher`` writes, or a
-    bare state dict (e.g. a public CIFAR-10 ResNet-18 checkpoint) together
-    with ``arch=``; ``overrides`` (``mean``, ``std``, ``maxpool``, …) replace
-    the stored settings. Raises ``FileNotFoundError`` for a missing file and
+    bare state dict (a public CIFAR-10 ResNet-18 checkpoint, a torchvision
+    ResNet with ``arch="tv_resnet50"``; plain, under ``model``/``state_dict``,
+    ``module.``-prefixed) together with ``arch=``; a bare state dict's class
+    count is that of its head (``fc``/``linear``/``head`` weight).
+    ``overrides`` (``mean``, ``std``, ``img_size``, ``maxpool``, …) replace the
+    stored settings; ``classes`` names the teacher's classes in logit order
+    (else those the file records, if any), exposed as ``model.meta["classes"]``.
+    Raises ``FileNotFoundError`` for a missing file and
     :class:`CheckpointError` for a file that is not a checkpoint or whose
     keys do not fit the architecture (the keys are named). Wrap the result
     in :class:`Teacher` to distil from it.
@@ -274,14 +230,69 @@ def load_teacher(
     else:
         state, spec = _unpack(_read_torch_checkpoint(path), path, arch)
     spec = {**spec, **({"arch": arch} if arch else {})}
+    for key in ("mean", "std", "img_size"):  # stored beside the kwargs, which they override
+        if key in overrides:
+            spec[key] = overrides.pop(key)
+    if classes is not None:
+        spec["classes"] = list(classes)
     spec["kwargs"] = {**spec.get("kwargs", {}), **overrides}
     try:
         model = model_from_spec(spec)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: cannot build its architecture {spec}: {err}") from None
+    _check_class_names(spec.get("classes"), model, str(path))
     load_weights(model, state, str(path))
     model.meta = {k: v for k, v in spec.items() if k not in ("kwargs",)}
     return model.eval()
+
+
+def _check_class_names(classes: Sequence[str] | None, model: nn.Module, source: str) -> None:
+    """Refuse class names that are not one string per class the model predicts."""
+    if classes is None:
+        return
+    if not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{source}: class names must be strings, got {list(classes)[:4]}")
+    if len(classes) != model.kwargs["num_classes"]:
+        raise CheckpointError(
+            f"{source}: {len(classes)} class names for a teacher of "
+            f"{model.kwargs['num_classes']} classes"
+        )
+
+
+def _preview(names: Sequence[str], shown: int = 4) -> str:
+    return "[" + ", ".join(names[:shown]) + (", ...]" if len(names) > shown else "]")
+
+
+def check_teacher_fits(
+    teacher: nn.Module, num_classes: int, classes: list[str] | None, name: str
+) -> None:
+    """Refuse, with a one-line :class:`~deit.config.ConfigError`, a teacher unfit for the data.
+
+    ``teacher`` (a loaded architecture or a :class:`Teacher`) must predict
+    ``num_classes`` classes; when it records its class names
+    (``meta["classes"]``) and the data set's ``classes`` are given, they must
+    be the same names in the same order (logit i must mean the data set's
+    class i). A teacher without recorded names is checked by count only;
+    ``name`` is how the messages call the teacher.
+    """
+    net = teacher.model if isinstance(teacher, Teacher) else teacher
+    predicts = net.kwargs["num_classes"]
+    if predicts != num_classes:
+        raise ConfigError(
+            f"teacher {name!r} predicts {predicts} classes but the data set has {num_classes}"
+        )
+    own = getattr(net, "meta", {}).get("classes")
+    if own is None or classes is None or list(own) == list(classes):
+        return
+    own, classes = list(own), list(classes)
+    pairs = enumerate(zip(own, classes, strict=False))
+    index = next((i for i, (a, b) in pairs if a != b), min(len(own), len(classes)))
+    mine, theirs = (c[index] if index < len(c) else None for c in (own, classes))
+    raise ConfigError(
+        f"teacher {name!r} was trained on classes {_preview(own)} in another order or set than "
+        f"the data set's {_preview(classes)}: first difference at index {index} "
+        f"({mine!r} vs {theirs!r})"
+    )
 
 
 # ----------------------------------------------------------------------------- inference
@@ -347,14 +358,23 @@ def evaluate_teacher(
 # ----------------------------------------------------------------------------- export
 
 
-def export_teacher(run_dir_or_checkpoint: str | Path, dest: str | Path) -> Path:
+def export_teacher(
+    run_dir_or_checkpoint: str | Path,
+    dest: str | Path,
+    classes: Sequence[str] | None = None,
+    max_bytes: int | None = MAX_EXPORT_BYTES,
+) -> Path:
     """Write a teacher run's averaged weights and metadata to a ``.safetensors`` file.
 
     The metadata (architecture and its settings, normalisation mean/std,
     input size, recorded test accuracy with and without TTA, the command)
     is what :func:`load_teacher` needs to rebuild the teacher with the
-    inputs it was trained on. Refuses weights over ``MAX_EXPORT_BYTES``
-    (10 MiB), the size the package may ship.
+    inputs it was trained on. ``classes``, the class names in logit order,
+    defaults to the run's (``summary.json``, ``config.json`` or the
+    checkpoint, whichever records ``classes``); recorded, they let
+    :func:`check_teacher_fits` catch a data set with other classes. Refuses
+    weights over ``max_bytes`` (``MAX_EXPORT_BYTES``, 10 MiB, the size the
+    package may ship; None: no limit).
     """
     from safetensors.torch import save_file
 
@@ -368,10 +388,20 @@ def export_teacher(run_dir_or_checkpoint: str | Path, dest: str | Path) -> Path:
     for key in ("test_top1", "test_top1_tta", "epochs", "train_seconds", "command"):
         if key in summary:
             meta[key] = json.dumps(summary[key])
+    if classes is None:
+        config_path = checkpoint.parent / "config.json"
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        classes = summary.get("classes", config.get("classes", model.meta.get("classes")))
+    if classes is not None:
+        _check_class_names(classes, model, str(checkpoint))
+        meta["classes"] = json.dumps(list(classes))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     size = sum(v.numel() * v.element_size() for v in state.values())
-    if size > MAX_EXPORT_BYTES:
-        raise CheckpointError(f"teacher weights take {size / 2**20:.1f} MiB, over the 10 MiB limit")
+    if max_bytes is not None and size > max_bytes:
+        raise CheckpointError(
+            f"teacher weights take {size / 2**20:.1f} MiB, over the "
+            f"{max_bytes / 2**20:.0f} MiB limit (max_bytes)"
+        )
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(dest), metadata=meta)

@@ -1,0 +1,262 @@
+"""Tests for the streaming image-folder loader: crops, order, workers, resume, bad files, draft."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, JpegImagePlugin
+
+from deit.data.folder import open_rgb
+from deit.data.layout import DataError
+from deit.data.loader import BatchLoader, epoch_order
+from deit.data.stream import (
+    StreamLoader,
+    crop_params,
+    eval_image,
+    plain_image,
+    random_resized_crop,
+    to_tensor,
+    train_image,
+)
+
+SIZE = 32
+
+
+def write_image(path, width, height, seed, mode="RGB"):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if mode == "L":
+        image = image.convert("L")
+    elif mode == "P":
+        image = image.convert("P")
+    image.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """40 small images of varied sizes (40×30 to 90×60), JPEG and PNG, a few non-RGB modes."""
+    root = tmp_path_factory.mktemp("folder")
+    out = []
+    for i in range(40):
+        width, height = 40 + (i * 7) % 51, 30 + (i * 11) % 31
+        ext = ".jpg" if i % 2 else ".png"
+        mode = {5: "L", 8: "P"}.get(i, "RGB")
+        out.append((write_image(root / f"img{i:02d}{ext}", width, height, i, mode), i % 4))
+    return out
+
+
+def gradient_jpeg(path, width=800, height=600):
+    x = np.linspace(0, 255, width)[None, :, None]
+    y = np.linspace(0, 255, height)[:, None, None]
+    pixels = np.concatenate([x + 0 * y, y + 0 * x, (x + y) / 2], axis=2).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=95)
+    return str(path)
+
+
+def batches(loader, first=0):
+    return list(loader.iter_from(first))
+
+
+def same_batches(a, b):
+    return len(a) == len(b) and all(
+        torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b, strict=True)
+    )
+
+
+def test_crop_params_follow_scale_and_ratio_and_are_deterministic():
+    scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
+    rng = np.random.default_rng(0)
+    boxes = [crop_params(400, 300, rng, scale, ratio) for _ in range(2000)]
+    for left, top, w, h in boxes:
+        assert left >= 0 and left + w <= 400 and top >= 0 and top + h <= 300
+        fallback = (w, h) == (400, 300)
+        # Rounding w and h to pixels moves area and aspect by a little.
+        assert fallback or scale[0] * 0.95 <= w * h / 120_000 <= scale[1]
+        assert fallback or ratio[0] * 0.97 <= w / h <= ratio[1] * 1.03
+    fractions = np.array([w * h / 120_000 for _, _, w, h in boxes])
+    assert fractions.min() < 0.12 and fractions.max() > 0.9  # the whole range is drawn
+    again = np.random.default_rng(0)
+    assert boxes == [crop_params(400, 300, again, scale, ratio) for _ in range(2000)]
+
+
+def test_crop_params_fall_back_to_the_central_crop_clipped_to_the_ratio():
+    rng = np.random.default_rng(0)
+    # No area fraction in (2, 3) fits, so every attempt fails.
+    assert crop_params(400, 100, rng, (2.0, 3.0)) == ((400 - 133) // 2, 0, 133, 100)
+    assert crop_params(100, 400, rng, (2.0, 3.0)) == (0, (400 - 133) // 2, 100, 133)
+    assert crop_params(120, 100, rng, (2.0, 3.0)) == (0, 0, 120, 100)
+
+
+def test_random_resized_crop_output_and_train_image_agree_without_draft(samples):
+    path = samples[0][0]  # a PNG: no draft mode, so the same pixels
+    image = open_rgb(path)
+    crop = random_resized_crop(image, SIZE, np.random.default_rng(7))
+    assert crop.size == (SIZE, SIZE) and crop.mode == "RGB"
+    direct = train_image(path, SIZE, np.random.default_rng(7))
+    assert direct.dtype == torch.uint8 and direct.shape == (3, SIZE, SIZE)
+    assert torch.equal(direct, to_tensor(crop))
+
+
+def test_large_jpeg_is_decoded_in_draft_mode_at_a_reduction_that_keeps_the_crop(
+    tmp_path, monkeypatch
+):
+    path = gradient_jpeg(tmp_path / "big.jpg")
+    calls = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        header = self.size
+        result = original(self, mode, size)
+        calls.append((size, header, self.size))
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    scale = (0.5, 1.0)
+    out = train_image(path, SIZE, np.random.default_rng(3), scale)
+    [(requested, header, drafted)] = calls
+    assert header == (800, 600) and requested[0] < 800 and drafted[0] <= 800 // 8 + 1
+    _, _, w, h = crop_params(800, 600, np.random.default_rng(3), scale)
+    assert min(w, h) * drafted[0] / 800 >= SIZE  # the drafted crop still covers the output
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", original)
+    full = to_tensor(random_resized_crop(open_rgb(path), SIZE, np.random.default_rng(3), scale))
+    assert (out.float() - full.float()).abs().mean() < 4  # same crop, reduced decode
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    calls.clear()
+    assert eval_image(path, SIZE).shape == (3, SIZE, SIZE)
+    [(requested, _, drafted)] = calls
+    assert min(drafted) >= int(SIZE / 0.875) and drafted[0] < 800
+
+
+def test_train_batches_do_not_depend_on_workers_or_repetition_and_differ_by_epoch(samples):
+    kwargs = dict(size=SIZE, seed=5, repeats=3)
+    a = StreamLoader(samples, 8, workers=0, **kwargs)
+    b = StreamLoader(samples, 8, workers=2, prefetch=1, **kwargs)
+    first = batches(a)
+    assert len(first) == len(a) == 5
+    x, y = first[0]
+    assert x.dtype == torch.uint8 and x.shape == (8, 3, SIZE, SIZE) and y.dtype == torch.int64
+    assert same_batches(first, batches(b))
+    assert same_batches(first, batches(b))  # the persistent workers again
+    # Repeated copies sit side by side with different crops.
+    assert torch.equal(y[:3], y[:1].expand(3)) and not torch.equal(x[0], x[1])
+    b.set_epoch(1)
+    other = batches(b)
+    assert not torch.equal(first[0][0], other[0][0])
+    a.set_epoch(1)
+    assert same_batches(other, batches(a))
+
+
+@pytest.mark.parametrize("repeats", [1, 3])
+def test_order_is_batchloaders_including_rank_shards(samples, repeats):
+    n = len(samples)
+    images, labels = torch.zeros(n, 1), torch.tensor([y for _, y in samples])
+    for rank, world in [(0, 1), (0, 2), (1, 2)]:
+        kw = dict(seed=2, repeats=repeats, rank=rank, world_size=world)
+        stream = StreamLoader(samples, 4, size=SIZE, **kw)
+        memory = BatchLoader(images, labels, 4, **kw)
+        for epoch in (0, 3):
+            stream.set_epoch(epoch)
+            memory.set_epoch(epoch)
+            assert torch.equal(stream.indices(), memory.indices())
+            assert len(stream) == len(memory)
+    shards = [StreamLoader(samples, 4, size=SIZE, seed=2, rank=r, world_size=2) for r in (0, 1)]
+    whole = torch.stack([s.indices() for s in shards], dim=1).flatten()
+    assert torch.equal(whole, epoch_order(n, seed=2, epoch=0, batch_size=8))
+    got = torch.cat([torch.cat([y for _, y in s]) for s in shards]).sort().values
+    assert torch.equal(got, labels[whole].sort().values)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_iter_from_resumes_mid_epoch(samples, workers):
+    loader = StreamLoader(samples, 8, size=SIZE, seed=1, workers=workers)
+    loader.set_epoch(2)
+    full = batches(loader)
+    partial = loader.iter_from(0)
+    next(partial)  # an abandoned iteration must not leak into the next one
+    del partial
+    assert same_batches(batches(loader, 3), full[3:])
+    assert batches(loader, len(loader)) == []
+
+
+def test_eval_mode_sees_every_image_once_in_order_with_resize_and_centre_crop(samples):
+    subset = samples[:39]
+    shards = [StreamLoader(subset, 8, size=SIZE, mode="eval", rank=r, world_size=2) for r in (0, 1)]
+    assert [len(s) for s in shards] == [3, 3]
+    seen = [list(s) for s in shards]
+    assert [len(y) for _, y in seen[0]] == [8, 8, 4] and [len(y) for _, y in seen[1]] == [8, 8, 3]
+    order = torch.cat([s.indices() for s in shards]).sort().values
+    assert torch.equal(order, torch.arange(39))
+    assert same_batches(seen[0], list(shards[0]))  # deterministic
+    # Sample 0 is a 40×30 PNG: short side to int(32 / 0.875) = 36, then the central 32×32.
+    image = Image.open(subset[0][0]).convert("RGB")
+    assert image.size == (40, 30)
+    resized = image.resize((int(36 * 40 / 30), 36), Image.Resampling.BICUBIC)
+    left, top = round((resized.width - SIZE) / 2), round((resized.height - SIZE) / 2)
+    expected = to_tensor(resized.crop((left, top, left + SIZE, top + SIZE)))
+    assert torch.equal(seen[0][0][0][0], expected)
+    assert torch.equal(eval_image(subset[0][0], SIZE), expected)
+
+
+def test_plain_mode_resizes_only_images_of_another_size(tmp_path):
+    exact = write_image(tmp_path / "a.png", SIZE, SIZE, 0)
+    other = write_image(tmp_path / "b.png", 40, 30, 1)
+    assert torch.equal(plain_image(exact, SIZE), to_tensor(Image.open(exact)))
+    resized = Image.open(other).resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    assert torch.equal(plain_image(other, SIZE), to_tensor(resized))
+    loader = StreamLoader([(exact, 0), (other, 1)], 2, size=SIZE, mode="plain")
+    assert next(iter(loader))[0].shape == (2, 3, SIZE, SIZE)
+
+
+@pytest.fixture(scope="module")
+def with_bad_files(samples, tmp_path_factory):
+    """38 good images and two bad ones: a truncated JPEG and a text file named .jpg."""
+    root = tmp_path_factory.mktemp("bad")
+    truncated = root / "truncated.jpg"
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    text = root / "notes.jpg"
+    text.write_text("not an image\n")
+    good = samples[:38]
+    return good[:10] + [(str(truncated), 1)] + good[10:30] + [(str(text), 2)] + good[30:]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_bad_file_raises_one_line_naming_it(with_bad_files, workers):
+    loader = StreamLoader(with_bad_files, 8, size=SIZE, mode="eval", workers=workers)
+    with pytest.raises(DataError) as caught:
+        list(loader)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("cannot decode ")
+    assert "truncated.jpg" in message or "notes.jpg" in message
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_skip_bad_drops_the_file_from_its_batch_and_lists_it(with_bad_files, workers):
+    loader = StreamLoader(with_bad_files, 8, size=SIZE, seed=4, workers=workers, skip_bad=True)
+    got = list(loader)
+    assert sum(len(y) for _, y in got) == 38 and all(x.shape[0] == len(y) for x, y in got)
+    bad = {with_bad_files[10][0], with_bad_files[31][0]}
+    assert set(loader.skipped) == bad and len(loader.skipped) == 2
+    list(loader)  # a second epoch lists them once
+    assert len(loader.skipped) == 2
+
+
+def test_iterating_leaves_the_global_torch_rng_alone(samples):
+    loader = StreamLoader(samples, 8, size=SIZE, workers=2)
+    state = torch.get_rng_state()
+    list(loader)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_bad_arguments_raise(samples):
+    with pytest.raises(ValueError, match="no batch"):
+        StreamLoader(samples, 64, size=SIZE)
+    with pytest.raises(ValueError, match="mode"):
+        StreamLoader(samples, 8, size=SIZE, mode="crop")
+    with pytest.raises(ValueError, match="rank"):
+        StreamLoader(samples, 8, size=SIZE, rank=2, world_size=2)
+    assert math.isclose(len(StreamLoader(samples, 64, size=SIZE, mode="eval")), 1)
