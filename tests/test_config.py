@@ -42,7 +42,7 @@ def test_overrides_take_the_field_type():
         ("lr=-1", "lr must be positive"),
         ("validation=maybe", "expected true or false"),
         ("label_smoothing=1.5", "label_smoothing"),
-        ("dataset=mnist", "cifar10 or cifar100"),
+        ("dataset=mnist", "cifar10, cifar100 or folder"),
         ("repeated_augmentation=0", "repeated_augmentation must be positive"),
         ("img_size_schedule=16,18", "18 is not a multiple of the patch size 4"),
         ("img_size_schedule=64", "up to the image size 32"),

@@ -11,13 +11,13 @@ from deit.config import ConfigError, from_preset
 from deit.evaluation import evaluate as evaluate_checkpoint
 from deit.models import create_model
 from deit.pretrained import (
-    finetune_config,
     infer_architecture,
     load_pretrained,
     read_pretrained,
     resample_patch_embed,
     student_name,
 )
+from deit.transfer import finetune_config
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from deit import checkpoint, rundir, trainer
+from deit import checkpoint, inputs, rundir, trainer
 from deit.checkpoint import WriteError, save_checkpoint, write_atomic
 from deit.cli import main
 from deit.config import ConfigError, TrainConfig, config_from_dict, from_preset
@@ -45,7 +45,7 @@ def leftovers(path):
 def test_a_directory_holding_a_run_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     a_run(tmp_path / "run")
     before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
-    monkeypatch.setattr(trainer, "load_cifar", lambda *a, **k: pytest.fail("loaded data"))
+    monkeypatch.setattr(inputs, "load_cifar", lambda *a, **k: pytest.fail("loaded data"))
     code = main(["train", "--preset", "smoke", "--set", "lr=0.1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
@@ -118,7 +118,7 @@ def test_metrics_are_trimmed_to_the_checkpoint_on_resume(tmp_path):
 def test_a_finished_run_resumes_to_its_summary(tmp_path, monkeypatch):
     a_run(tmp_path / "run", from_preset("smoke"))
     (tmp_path / "run" / "summary.json").write_text('{"test_top1": {"cls": 50.0}}')
-    monkeypatch.setattr(trainer, "load_cifar", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(inputs, "load_cifar", lambda *a, **k: pytest.fail("trained again"))
     assert trainer.train(None, tmp_path / "run", resume=True) == {"test_top1": {"cls": 50.0}}
 
 

@@ -27,7 +27,8 @@ from deit.matrix import reproduce
 from deit.models import create_model
 from deit.teacher_recipe import TeacherConfig
 from deit.teacher_training import train_teacher
-from deit.trainer import finetune, train
+from deit.trainer import train
+from deit.transfer import finetune
 
 __version__ = "0.1.0"
 __all__ = [

@@ -39,9 +39,15 @@ class TrainConfig:
     distillation_tau: float = 3.0
     init_from: str = ""  # checkpoint whose weights start the run (deit finetune); "": random
     teacher_bf16: bool = False  # teacher forward under bfloat16 autocast (faster on bf16 hardware)
-    dataset: str = "cifar10"
+    dataset: str = "cifar10"  # cifar10, cifar100, or folder (an ImageNet-layout folder: data_dir)
     data_dir: str | None = None
     download: bool = True
+    workers: int = -1  # folder data: decoding processes; -1: one per core, 0: in the training one
+    train_crop: str = "random_resized"  # folder data: DeiT's crop, or none (resize; padded crop)
+    rrc_scale: tuple[float, float] = (0.08, 1.0)  # area range of the random-resized crop
+    eval_crop_pct: float = 0.875  # folder evaluation: short side to size/this, central crop
+    skip_bad_files: bool = False  # folder data: skip (and list) undecodable files, not stop
+    normalization: str = "dataset"  # the data set's mean/std (ImageNet's for folders), or a name
     epochs: int = 10
     batch_size: int = 128
     lr: float = 5e-4  # for a batch of 512; scaled linearly with the batch
@@ -285,8 +291,24 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"distillation_alpha must be in [0, 1], got {alpha}")
     if config.distillation_tau <= 0:
         raise ConfigError(f"distillation_tau must be positive, got {config.distillation_tau}")
-    if config.dataset not in ("cifar10", "cifar100"):
-        raise ConfigError(f"dataset must be cifar10 or cifar100, got {config.dataset!r}")
+    if config.dataset not in ("cifar10", "cifar100", "folder"):
+        raise ConfigError(f"dataset must be cifar10, cifar100 or folder, got {config.dataset!r}")
+    if config.dataset == "folder" and not config.data_dir:
+        raise ConfigError("dataset=folder needs --data-dir ROOT (ROOT/train/<class>/<image>, val/)")
+    if config.normalization not in ("dataset", "cifar10", "cifar100", "imagenet"):
+        raise ConfigError(
+            f"normalization must be dataset, cifar10, cifar100 or imagenet, "
+            f"got {config.normalization!r}"
+        )
+    if config.train_crop not in ("random_resized", "none"):
+        raise ConfigError(f"train_crop must be random_resized or none, got {config.train_crop!r}")
+    low, high = config.rrc_scale
+    if not 0 < low <= high <= 1:
+        raise ConfigError(f"rrc_scale must be 0 < low <= high <= 1, got {config.rrc_scale}")
+    if not 0 < config.eval_crop_pct <= 1:
+        raise ConfigError(f"eval_crop_pct must be in (0, 1], got {config.eval_crop_pct}")
+    if config.workers < -1:
+        raise ConfigError(f"workers must be -1 (one per core) or more, got {config.workers}")
     return config
 
 

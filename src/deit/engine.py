@@ -148,6 +148,48 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
+def count_correct(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    reference: torch.Tensor | None = None,
+    img_size: int | None = None,
+) -> dict[str, int]:
+    """Correct predictions of every head over ``batches`` of uint8 images, and ``images``.
+
+    Heads: ``cls``, and ``dist``/``avg`` if distilled; one forward pass per
+    batch serves all. With ``img_size`` the images are first resized to it (a
+    model fine-tuned at another resolution). With ``reference`` (e.g. the
+    teacher's predicted classes, in the batches' order) also ``agreement``:
+    the images where the model's default prediction (``avg`` or ``cls``)
+    equals it. Counts, not percentages, so that shares of several ranks add up.
+    """
+    was_training = model.training
+    model.eval()
+    distilled = getattr(model, "distilled", False)
+    correct: dict[str, int] = {}
+    seen = 0
+    for images, y in batches:
+        x = normalize(images, mean, std)
+        x = x if img_size is None else resize(x, img_size)
+        if distilled:
+            cls, dist = model(x, head="both")
+            heads = {"cls": cls, "dist": dist, "avg": (cls + dist) / 2}
+        else:
+            heads = {"cls": model(x)}
+        if reference is not None:
+            default = heads.get("avg", heads["cls"]).argmax(1)
+            agree = default == reference[seen : seen + len(y)]
+            correct["agreement"] = correct.get("agreement", 0) + int(agree.sum())
+        for name, logits in heads.items():
+            correct[name] = correct.get(name, 0) + int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    model.train(was_training)
+    return correct | {"images": seen}
+
+
 def evaluate(
     model: nn.Module,
     images: torch.Tensor,
@@ -159,31 +201,16 @@ def evaluate(
     reference: torch.Tensor | None = None,
     img_size: int | None = None,
 ) -> dict[str, float]:
-    """Top-1 accuracy in percent of every head: ``cls``, and ``dist``/``avg`` if distilled.
+    """Top-1 accuracy in percent of every head on in-memory uint8 ``images`` (and ``agreement``).
 
-    One forward pass per batch serves all heads; with ``img_size`` the images
-    are first resized to it (a model fine-tuned at another resolution). With ``reference`` (e.g. the
-    teacher's predicted classes) the result also has ``agreement``: the percent
-    of images where the model's default prediction (``avg`` or ``cls``) equals it.
+    :func:`count_correct` over batches of ``batch_size``, as percentages.
     """
-    was_training = model.training
-    model.eval()
-    distilled = getattr(model, "distilled", False)
-    correct: dict[str, int] = {}
-    for start in range(0, len(images), batch_size):
-        x = normalize(images[start : start + batch_size], mean, std)
-        x = x if img_size is None else resize(x, img_size)
-        y = labels[start : start + batch_size]
-        if distilled:
-            cls, dist = model(x, head="both")
-            heads = {"cls": cls, "dist": dist, "avg": (cls + dist) / 2}
-        else:
-            heads = {"cls": model(x)}
-        if reference is not None:
-            default = heads.get("avg", heads["cls"]).argmax(1)
-            agree = default == reference[start : start + batch_size]
-            correct["agreement"] = correct.get("agreement", 0) + int(agree.sum())
-        for name, logits in heads.items():
-            correct[name] = correct.get(name, 0) + int((logits.argmax(1) == y).sum())
-    model.train(was_training)
-    return {name: 100.0 * c / len(images) for name, c in correct.items()}
+    batches = (
+        (images[i : i + batch_size], labels[i : i + batch_size])
+        for i in range(0, len(images), batch_size)
+    )
+    counts = count_correct(
+        model, batches, mean=mean, std=std, reference=reference, img_size=img_size
+    )
+    seen = counts.pop("images")
+    return {name: 100.0 * c / seen for name, c in counts.items()}

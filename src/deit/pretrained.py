@@ -13,7 +13,6 @@ count differs replaced by a freshly initialised one.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from deit.checkpoint import CheckpointError, load_checkpoint
-from deit.config import ConfigError, TrainConfig, validate
 from deit.models import parse_model_name
 from deit.models.deit import VisionTransformer, adapt_pos_embed
 from deit.models.registry import find_size, model_name
@@ -87,31 +85,6 @@ def student_name(arch: dict[str, Any], img_size: int, patch_size: int) -> str:
     """
     size = find_size(arch["embed_dim"], arch["depth"], arch["num_heads"]) or "tiny"
     return model_name(size, arch["distilled"], patch_size, img_size)
-
-
-def finetune_config(
-    base: TrainConfig, checkpoint: str | Path, img_size: int, patch_size: int | None = None
-) -> TrainConfig:
-    """``base`` turned into a fine-tuning of ``checkpoint`` at ``img_size`` (and ``patch_size``).
-
-    The student takes the checkpoint's architecture; it trains at ``img_size``
-    throughout (a low-resolution start belongs to training from scratch).
-    """
-    _, arch = read_pretrained(checkpoint)
-    patch_size = patch_size or arch["patch_size"]
-    if img_size % patch_size:
-        raise ConfigError(f"patch size {patch_size} does not divide image size {img_size}")
-    return validate(
-        dataclasses.replace(
-            base,
-            student=student_name(arch, img_size, patch_size),
-            embed_dim=arch["embed_dim"],
-            depth=arch["depth"],
-            num_heads=arch["num_heads"],
-            init_from=str(checkpoint),
-            img_size_schedule=(),
-        )
-    )
 
 
 def resample_patch_embed(weight: torch.Tensor, patch_size: int) -> torch.Tensor:

@@ -56,6 +56,13 @@ class RunInterrupted(Exception):
         )
 
 
+class RunFailed(Exception):
+    """A run stopped by a failure it cannot go past (e.g. a file that does not decode).
+
+    Its checkpoint is the last one written; the message says what failed and how to go on.
+    """
+
+
 class StopOnSignal:
     """Context manager turning SIGINT/SIGTERM into a flag the training loop polls.
 
@@ -184,6 +191,11 @@ class RunDir:
                 f.write(json.dumps(record) + "\n")
         except OSError as err:
             raise_write_error(path, err)
+
+    def record_skipped(self, paths: list[str]) -> None:
+        """Write the files the run skipped (``skip_bad_files``) to ``skipped_files.txt``."""
+        if self.writer and paths:
+            write_atomic(self.file("skipped_files.txt"), "".join(p + "\n" for p in paths).encode())
 
     def finish(self, summary: dict[str, Any], command: list[str] | None, world: Any = None) -> dict:
         """Write ``summary.json`` (plus wall time, hardware and command line); return it."""

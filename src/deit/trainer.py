@@ -15,27 +15,28 @@ import torch
 from tqdm import tqdm
 
 from deit.checkpoint import CheckpointError
-from deit.config import ConfigError, TrainConfig, config_from_dict, from_preset, validate
-from deit.data import (
-    BatchLoader,
-    TrainAugment,
-    dataset_classes,
-    holdout_validation,
-    load_cifar,
-    truncate,
-)
-from deit.data.augment import dataset_stats
+from deit.config import ConfigError, TrainConfig, config_from_dict, validate
+from deit.data import DataError, TrainAugment
 from deit.distill import distillation_loss
 from deit.distributed import World, is_main_process, session
 from deit.ema import ModelEMA
-from deit.engine import ResizeInput, cosine_lr, evaluate, param_groups, train_one_epoch
+from deit.engine import ResizeInput, cosine_lr, count_correct, param_groups, train_one_epoch
+from deit.inputs import RunInputs, load_inputs
 from deit.models import create_model, describe_model
-from deit.models.teachers import Teacher, load_teacher, predict
-from deit.pretrained import finetune_config, load_pretrained, read_pretrained
-from deit.rundir import RunDir, RunInterrupted, StopOnSignal, open_run
+from deit.models.teachers import Teacher, check_teacher_fits, load_teacher, predict
+from deit.pretrained import load_pretrained, read_pretrained
+from deit.rundir import RunDir, RunFailed, RunInterrupted, StopOnSignal, open_run
 
-FREE_ON_RESUME = ("data_dir", "download", "threads", "checkpoint_every")
-"""Settings a resumed run may change: where the data is, threads, checkpoint frequency."""
+FREE_ON_RESUME = (
+    "data_dir",
+    "download",
+    "threads",
+    "checkpoint_every",
+    "workers",
+    "skip_bad_files",
+)
+"""Settings a resumed run may change: where the data is, threads, checkpoint frequency,
+loader processes, and whether to skip a file that cannot be decoded."""
 
 
 def _zero_stats() -> dict[str, float]:
@@ -104,20 +105,24 @@ def _print_epoch(record: dict, epochs: int) -> None:
 
 
 def build_teacher(
-    config: TrainConfig, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...]
+    config: TrainConfig,
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    classes: tuple[str, ...] | None = None,
 ) -> Teacher | None:
-    """The frozen teacher, fed the student's batches, or None without distillation."""
+    """The frozen teacher, fed the student's batches, or None without distillation.
+
+    A teacher that cannot be loaded, predicts another number of classes, or
+    records class names other than ``classes`` raises ``ConfigError``.
+    """
     if config.distillation == "none":
         return None
     try:
         network = load_teacher(config.teacher)
     except (FileNotFoundError, CheckpointError) as err:
         raise ConfigError(f"teacher {config.teacher!r}: {err}") from None
-    if network.kwargs["num_classes"] != num_classes:
-        raise ConfigError(
-            f"teacher {config.teacher!r} predicts {network.kwargs['num_classes']} classes but "
-            f"{config.dataset} has {num_classes}"
-        )
+    check_teacher_fits(network, num_classes, list(classes) if classes else None, config.teacher)
     return Teacher(network, input_mean=mean, input_std=std, bf16=config.teacher_bf16)
 
 
@@ -128,14 +133,18 @@ def build_augment(
     std: tuple[float, ...],
     rank: int = 0,
     device: torch.device | str = "cpu",
+    padding: int | None = None,
 ) -> TrainAugment:
     """The configured training augmentation (crop, flip, RandAugment, erasing, mixing).
 
     Its random draws happen on ``device`` (where the batches are); each rank
     of a distributed job draws its own (rank 0 as a single process would).
+    ``padding`` of the random crop: ``crop_padding`` unless given (0 when the
+    loader already cropped each image).
     """
+    padding = config.crop_padding if padding is None else padding
     return TrainAugment(
-        num_classes, mean, std, padding=config.crop_padding, hflip=config.hflip,
+        num_classes, mean, std, padding=padding, hflip=config.hflip,
         randaugment_ops=config.randaugment_ops, randaugment_magnitude=config.randaugment_magnitude,
         erasing=config.random_erasing, mixup=config.mixup, cutmix=config.cutmix,
         label_smoothing=config.label_smoothing, seed=config.seed + 104_729 * rank, device=device,
@@ -216,53 +225,24 @@ def train(
         return _train(config, run, resume, command, world)
 
 
-def finetune(
-    checkpoint: str | Path,
-    img_size: int,
-    out: str | Path,
-    *,
-    recipe: TrainConfig | None = None,
-    patch_size: int | None = None,
-    num_classes: int | None = None,
-    overwrite: bool = False,
-    command: list[str] | None = None,
-) -> dict:
-    """Fine-tune the student in ``checkpoint`` at ``img_size`` into run directory ``out``.
-
-    ``recipe`` is the training config to follow (default: the ``smoke``
-    preset); the student, its size and its starting weights come from the
-    checkpoint (:func:`finetune_config`). ``num_classes``, when given, must be
-    the data set's: the heads are sized for the data. Returns the run's
-    summary, as :func:`deit.train` does; an interrupted fine-tuning continues
-    with ``deit.train(None, out, resume=True)``.
-    """
-    config = finetune_config(recipe or from_preset("smoke"), checkpoint, img_size, patch_size)
-    classes = dataset_classes(config.dataset)
-    if num_classes is not None and num_classes != classes:
-        raise ConfigError(f"num_classes {num_classes}: {config.dataset} has {classes} classes")
-    return train(config, out, overwrite=overwrite, command=command)
+def _evaluate_all(model, inputs: RunInputs, world: World, **kwargs) -> dict[str, float]:
+    """Top-1 of every head in percent on the whole evaluation set: each rank's share, summed."""
+    counts = count_correct(model, inputs.eval_batches(), mean=inputs.mean, std=inputs.std,
+                           **kwargs)  # fmt: skip
+    names = [name for name in counts if name != "images"]  # the same order on every rank
+    *right, total = world.sum([counts[name] for name in names] + [counts["images"]])
+    return {name: 100.0 * c / total for name, c in zip(names, right, strict=True)}
 
 
-def _load_data(config: TrainConfig, world: World):
-    """Training set on the device, and this rank's share of the evaluation set."""
-    data = load_cifar(config.dataset, config.data_dir, download=config.download)
-    if config.validation:
-        data = holdout_validation(data)
-    data = truncate(data, config.train_size, config.test_size)
-    to = world.device
-    train_set = (data.train_images.to(to), data.train_labels.to(to))
-    test_set = (data.test_images[world.rank :: world.world_size].to(to),
-                data.test_labels[world.rank :: world.world_size].to(to))  # fmt: skip
-    return data.num_classes, train_set, test_set
-
-
-def _evaluate_all(model, test_set, mean, std, world: World, **kwargs) -> dict[str, float]:
-    """Top-1 of every head on the whole evaluation set: each rank's share, summed."""
-    images = test_set[0]
-    top1 = evaluate(model, *test_set, mean=mean, std=std, **kwargs)
-    names = list(top1)  # the same order on every rank
-    *counts, total = world.sum([top1[name] * len(images) for name in names] + [len(images)])
-    return {name: count / total for name, count in zip(names, counts, strict=True)}
+def _teacher_on_eval(teacher: Teacher, inputs: RunInputs, world: World):
+    """The teacher's classes for this rank's evaluation images; its top-1 over all ranks."""
+    predicted, right, seen = [], 0, 0
+    for images, labels in inputs.eval_batches():
+        classes = predict(teacher, images).argmax(1)
+        predicted.append(classes)
+        right, seen = right + int((classes == labels).sum()), seen + len(labels)
+    right, seen = world.sum([right, seen])
+    return torch.cat(predicted), 100.0 * right / seen
 
 
 def _build_student(config: TrainConfig, num_classes: int, world: World) -> torch.nn.Module:
@@ -284,20 +264,17 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    num_classes, (train_x, train_y), test_set = _load_data(config, world)
-    mean, std = dataset_stats(config.dataset)
-
-    teacher = build_teacher(config, num_classes, mean, std)
-    teacher_pred = None
+    inputs = load_inputs(config, world)
+    num_classes, mean, std = inputs.num_classes, inputs.mean, inputs.std
+    teacher = build_teacher(config, num_classes, mean, std, classes=inputs.classes)
+    teacher_pred = teacher_top1 = None
     if teacher is not None:
         teacher = teacher.to(world.device)
-        teacher_pred = predict(teacher, test_set[0]).argmax(1)
+        teacher_pred, teacher_top1 = _teacher_on_eval(teacher, inputs, world)
     model = _build_student(config, num_classes, world)
-    loader = BatchLoader(
-        train_x, train_y, config.batch_size, seed=config.seed,
-        repeats=config.repeated_augmentation, rank=world.rank, world_size=world.world_size,
-    )  # fmt: skip
-    augment = build_augment(config, num_classes, mean, std, rank=world.rank, device=world.device)
+    loader = inputs.train
+    augment = build_augment(config, num_classes, mean, std, rank=world.rank, device=world.device,
+                            padding=inputs.crop_padding)  # fmt: skip
     peak_lr = config.peak_lr(world.world_size)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=peak_lr)
     steps = len(loader)
@@ -327,10 +304,11 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
     def save(at_step: int, stats: dict) -> None:
         checkpoint = _state(parts, at_step, stats, config, world)
         if checkpoint is not None:
+            run.record_skipped(inputs.skipped)
             run.save_checkpoint(checkpoint)
 
     sync_every = 1 if world.device.type == "cpu" else 50
-    evaluation = {"mean": mean, "std": std, "img_size": config.img_size}
+    evaluation = {"img_size": config.img_size}
     loss_fn = build_loss(config, teacher)
     with StopOnSignal() as signalled:
         interrupted = False
@@ -341,37 +319,47 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
             every = config.checkpoint_every
             return interrupted or (every > 0 and done % every == 0)
 
-        while step < total:
-            epoch = step // steps
-            loader.set_epoch(epoch)
-            step_model.size = config.img_size_at(epoch)
-            offset = step - epoch * steps
-            stats = train_one_epoch(
-                step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,
-                loss_fn=loss_fn, stop=pause, clip_grad=config.clip_grad, bf16=config.bf16,
-                ema=ema, desc=f"epoch {epoch + 1}/{config.epochs}", total=steps, initial=offset,
-                sync_every=sync_every, show=world.is_main,
-            )  # fmt: skip
-            step += stats["steps"]
-            partial = _add_stats(partial, stats, world)
-            if step < (epoch + 1) * steps:  # paused mid-epoch: a signal or a periodic save
+        try:
+            while step < total:
+                epoch = step // steps
+                loader.set_epoch(epoch)
+                step_model.size = config.img_size_at(epoch)
+                offset = step - epoch * steps
+                stats = train_one_epoch(
+                    step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,
+                    loss_fn=loss_fn, stop=pause, clip_grad=config.clip_grad, bf16=config.bf16,
+                    ema=ema, desc=f"epoch {epoch + 1}/{config.epochs}", total=steps, initial=offset,
+                    sync_every=sync_every, show=world.is_main,
+                )  # fmt: skip
+                step += stats["steps"]
+                partial = _add_stats(partial, stats, world)
+                if step < (epoch + 1) * steps:  # paused mid-epoch: a signal or a periodic save
+                    save(step, partial)
+                    if interrupted:
+                        raise RunInterrupted(run.path, step, total, run.resume_with)
+                    continue
+                top1 = _evaluate_all(model, inputs, world, reference=teacher_pred, **evaluation)
+                record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
+                if ema is not None:
+                    record["test_top1_ema"] = _evaluate_all(ema.module, inputs, world,
+                                                            **evaluation)  # fmt: skip
+                run.append_metrics(
+                    record
+                )  # the line first: a resume drops lines the checkpoint lacks
+                partial = _zero_stats()
                 save(step, partial)
-                if interrupted:
+                if world.is_main:
+                    _print_epoch(record, config.epochs)
+                if interrupted and step < total:
                     raise RunInterrupted(run.path, step, total, run.resume_with)
-                continue
-            top1 = _evaluate_all(model, test_set, world=world, reference=teacher_pred, **evaluation)
-            record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
-            if ema is not None:
-                record["test_top1_ema"] = _evaluate_all(ema.module, test_set, world=world,
-                                                        **evaluation)  # fmt: skip
-            run.append_metrics(record)  # the line first: a resume drops lines the checkpoint lacks
-            partial = _zero_stats()
-            save(step, partial)
-            if world.is_main:
-                _print_epoch(record, config.epochs)
-            if interrupted and step < total:
-                raise RunInterrupted(run.path, step, total, run.resume_with)
-    summary = _summary(config, model, record, teacher_pred, test_set, world)
+        except DataError as err:  # a file that fails to decode mid-run
+            raise RunFailed(
+                f"{err}; the run stopped at step {step}. Remove or replace the file and resume, "
+                f"or resume with --set skip_bad_files=true to skip such files"
+            ) from None
+    summary = _summary(config, model, record, teacher_top1)
+    if inputs.skipped:
+        summary["skipped_files"] = len(inputs.skipped)
     return run.finish(summary, command, world)
 
 
@@ -387,19 +375,15 @@ def _add_stats(partial: dict, stats: dict, world: World) -> dict:
     }
 
 
-def _summary(config, model, record, teacher_pred, test_set, world: World) -> dict:
+def _summary(config, model, record, teacher_top1: float | None) -> dict:
     """The run's results for summary.json (the run engine adds time, hardware and command)."""
-    teacher_top1 = None
-    if teacher_pred is not None:
-        right = world.sum([float((teacher_pred == test_set[1]).sum()), len(test_set[1])])
-        teacher_top1 = 100.0 * right[0] / right[1]
     return {
         "student": config.student,
         "model": describe_model(model, config.student),
         "test_top1": record.get("test_top1"),
         "test_top1_ema": record.get("test_top1_ema"),
         "distillation": config.distillation,
-        "teacher": config.teacher if teacher_pred is not None else None,
+        "teacher": config.teacher if teacher_top1 is not None else None,
         "teacher_top1": teacher_top1,
         "teacher_agreement": record.get("teacher_agreement"),
         "evaluated_on": "validation" if config.validation else "test",

@@ -17,11 +17,20 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel training-set (mean, std) used to normalise ``name``'s images."""
-    stats = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
+    """Per-channel training-set (mean, std) of ``cifar10``, ``cifar100`` or ``imagenet``.
+
+    What a student normalises its inputs with; ImageNet's serve image folders.
+    """
+    stats = {
+        "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+        "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
+        "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    }
     return stats[name]
 
 

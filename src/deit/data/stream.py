@@ -193,6 +193,7 @@ class ImageStream(Dataset):
         seed: int = 0,
         scale: Ratio = SCALE,
         ratio: Ratio = RATIO,
+        crop_pct: float = 0.875,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -201,7 +202,7 @@ class ImageStream(Dataset):
         self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
         self.labels = np.array([label for _, label in samples], dtype=np.int64)
         self.mode, self.size, self.seed = mode, size, seed
-        self.scale, self.ratio = scale, ratio
+        self.scale, self.ratio, self.crop_pct = scale, ratio, crop_pct
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -219,7 +220,7 @@ class ImageStream(Dataset):
                 rng = np.random.default_rng([self.seed, epoch, draw])
                 image = train_image(path, self.size, rng, self.scale, self.ratio)
             elif self.mode == "eval":
-                image = eval_image(path, self.size)
+                image = eval_image(path, self.size, self.crop_pct)
             else:
                 image = plain_image(path, self.size)
         except DataError as err:
@@ -260,7 +261,8 @@ class StreamLoader:
     :meth:`set_epoch`, :meth:`indices`, :meth:`iter_from`), over ``samples``,
     a sequence of ``(path, label)``. ``mode`` picks the transform:
     ``"train"`` (:func:`train_image`, random resized crop), ``"eval"``
-    (:func:`eval_image`) or ``"plain"`` (:func:`plain_image`). The order
+    (:func:`eval_image`, centre ``crop_pct`` of the short side) or
+    ``"plain"`` (:func:`plain_image`). The order
     follows ``shuffle`` and ``drop_last``, by default true for train and
     plain, false for eval: with drop_last it is exactly BatchLoader's
     (:func:`~deit.data.loader.epoch_order`: seeded permutation, repeated
@@ -293,6 +295,7 @@ class StreamLoader:
         skip_bad: bool = False,
         scale: Ratio = SCALE,
         ratio: Ratio = RATIO,
+        crop_pct: float = 0.875,
         prefetch: int = 2,
         shuffle: bool | None = None,
         drop_last: bool | None = None,
@@ -306,7 +309,7 @@ class StreamLoader:
         if workers < 0:
             raise ValueError(f"workers must be 0 or more, got {workers}")
         self.dataset = ImageStream(
-            samples, mode=mode, size=size, seed=seed, scale=scale, ratio=ratio
+            samples, mode=mode, size=size, seed=seed, scale=scale, ratio=ratio, crop_pct=crop_pct
         )
         self.batch_size, self.seed, self.repeats = batch_size, seed, repeats
         self.rank, self.world_size = rank, world_size

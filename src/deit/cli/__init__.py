@@ -1,0 +1,62 @@
+"""The ``deit`` command line: parsing (:mod:`.parser`) and one library call per subcommand
+(:mod:`.commands`); here only the dispatch and how each kind of failure ends the process.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from deit.checkpoint import CheckpointError, WriteError
+from deit.cli.commands import (
+    run_attention,
+    run_bench,
+    run_data,
+    run_eval,
+    run_finetune,
+    run_reproduce,
+    run_teacher,
+    run_train,
+)
+from deit.cli.parser import build_parser
+from deit.config import ConfigError
+from deit.data import DataError
+from deit.distributed import is_main_process
+from deit.rundir import RunFailed, RunInterrupted
+
+EXIT_USAGE = 2  # bad input, refused before any work
+EXIT_FAILED = 1  # the run failed (a write, a file, a non-finite loss); its last checkpoint is kept
+
+COMMANDS = {
+    "train": run_train,
+    "teacher": run_teacher,
+    "finetune": run_finetune,
+    "reproduce": run_reproduce,
+    "attention": run_attention,
+    "eval": run_eval,
+    "data": run_data,
+    "bench": run_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deit`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    name = f"deit {args.command}"
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (WriteError, RunFailed) as err:
+        print(f"{name}: error: {err}; the last checkpoint is kept", file=sys.stderr)
+        return EXIT_FAILED
+    except FloatingPointError as err:
+        print(f"{name}: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
+        return EXIT_FAILED
+    except RunInterrupted as err:
+        if is_main_process():
+            print(f"{name}: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,172 @@
+"""The ``deit`` subcommands: each reads its parsed flags, calls one API function, prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import deit
+from deit.config import ConfigError, TrainConfig, build_config, parse_overrides
+from deit.distributed import is_main_process
+
+EXIT_BAD_FILES = 2  # deit data --check found files that do not decode
+
+
+def _command() -> list[str]:
+    """The command line as the user typed it, for the run's summary."""
+    return ["deit", *sys.argv[1:]]
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The config fields set by flags (those given) and where the data is."""
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if args.data_dir is not None:
+        given["data_dir"] = args.data_dir
+    if args.no_download:
+        given["download"] = False
+    return given
+
+
+def _print_run(summary: dict, out: str) -> int:
+    """Print the result of a finished training run (rank 0 only under torchrun)."""
+    if is_main_process():
+        heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
+        print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
+        print(f"run directory: {out}")
+    return 0
+
+
+def _train_or_resume(args: argparse.Namespace, start) -> int:
+    """``--resume DIR`` continues a student run; else ``start(config)`` begins one in --out."""
+    given = _given(args, "student", "distillation", "teacher", "epochs", "seed")
+    if args.resume:
+        changes = given | parse_overrides(TrainConfig, args.overrides)
+        summary = deit.train(changes, args.resume, resume=True, command=_command())
+        return _print_run(summary, args.resume)
+    return _print_run(start(build_config(args.preset, given, args.overrides)), args.out)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``deit train``: the preset with flags and overrides, trained (or resumed)."""
+
+    def start(config: TrainConfig) -> dict:
+        return deit.train(config, args.out, overwrite=args.overwrite, command=_command())
+
+    return _train_or_resume(args, start)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """``deit finetune``: a training run that starts from given weights at a new size."""
+    if not args.resume and (not args.checkpoint or not args.img_size):
+        raise ConfigError("deit finetune needs --checkpoint and --img-size (or --resume DIR)")
+
+    def start(recipe: TrainConfig) -> dict:
+        return deit.finetune(
+            args.checkpoint, args.img_size, args.out, recipe=recipe, patch_size=args.patch_size,
+            num_classes=args.num_classes, overwrite=args.overwrite, command=_command(),
+        )  # fmt: skip
+
+    return _train_or_resume(args, start)
+
+
+def run_teacher(args: argparse.Namespace) -> int:
+    """``deit teacher``: train (or resume) a teacher run."""
+    from deit.teacher_recipe import TeacherConfig
+
+    changes = _given(args, "arch", "epochs", "seed") | parse_overrides(
+        TeacherConfig, args.overrides
+    )
+    if args.resume:
+        summary = deit.train_teacher(changes, args.resume, resume=True, command=_command())
+    else:
+        config = deit.TeacherConfig(**changes)
+        summary = deit.train_teacher(config, args.out, command=_command(), overwrite=args.overwrite)
+    print(
+        f"done: test top-1 {summary['test_top1']:.2f}% ({summary['test_top1_tta']:.2f}% with "
+        f"test-time augmentation), {summary['train_seconds'] / 60:.1f} min of training"
+    )
+    print(f"run directory: {args.resume or args.out}")
+    return 0
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    """``deit reproduce``: the matrix A–E, its tables and plots."""
+    results = deit.reproduce(
+        args.preset, args.out, data_dir=args.data_dir, download=not args.no_download,
+        seeds=args.seeds, train_teacher=args.train_teacher, overrides=tuple(args.overrides),
+    )  # fmt: skip
+    for row in results["rows"]:
+        which = "" if row["run"] == "teacher" else f" ({row['run']}, {row['head']})"
+        print(f"{row['method'] + which:<48} {row['top1']:6.2f} %")
+    print(f"results: {Path(args.out) / 'results.md'}")
+    return 0
+
+
+def run_attention(args: argparse.Namespace) -> int:
+    """``deit attention``: the attention figure of a student checkpoint."""
+    from deit.attention import draw_attention
+
+    out = draw_attention(args.checkpoint, args.out, args.images, args.data_dir,
+                         download=not args.no_download)  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``deit eval``: accuracy of a checkpoint on the test set."""
+    result = deit.evaluate(
+        args.checkpoint, args.data_dir, tta=args.tta, download=not args.no_download
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    heads = "  ".join(f"{k} {v:.2f}%" for k, v in result["heads"].items())
+    print(f"{result['checkpoint']} ({result['kind']}): top-1 {result['top1']:.2f}%  {heads}")
+    return 0
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """``deit data``: find, describe and (with --check) verify a data set; 2 if a file is bad."""
+    report = deit.data.describe(
+        args.dataset, args.data_dir, download=not args.no_download, check=args.check
+    )
+    bad = report.get("bad", [])
+    if args.json:
+        print(json.dumps(report))
+    elif report["dataset"] == "folder":
+        train, val = report["train_per_class"], report["val_per_class"]
+        print(f"folder {report['root']} (scanned in {report['scan_seconds']:.2f} s)")
+        print(f"  {len(report['classes'])} classes, train {report['train']} images, "
+              f"val {report['val']}")  # fmt: skip
+        print(f"  train images per class: min {min(train)}, max {max(train)}")
+        print(f"  val images per class: min {min(val)}, max {max(val)}")
+    else:
+        seconds, classes = report["load_seconds"], len(report["classes"])
+        print(f"{report['dataset']} at {report['root']} (loaded and checked in {seconds:.2f} s)")
+        print(f"  train {report['train']} images, test {report['test']}, {classes} classes")
+        print(f"  train images per class: min {min(report['train_per_class'])}, "
+              f"max {max(report['train_per_class'])}")  # fmt: skip
+        print(f"  channel mean {report['mean']}, std {report['std']}")
+    if args.check and not args.json:
+        for item in bad:
+            print(f"bad: {item['path']}: {item['reason']}")
+        total = report["train"] + report.get("val", report.get("test", 0))
+        print(f"checked {total} images: {len(bad)} bad")
+    return EXIT_BAD_FILES if bad else 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``deit bench``: speed of every model against the matmul ceiling."""
+    from deit.bench import STUDENTS, TEACHERS, bench, markdown
+    from deit.distributed import pick_device
+
+    quick = {"batch_size": 8, "warmup": 1, "steps": 2, "ceiling_size": 1024} if args.quick else {}
+    result = bench(
+        tuple(args.models or STUDENTS + TEACHERS), device=pick_device(args.device),
+        bf16=args.bf16, **({"batch_size": args.batch_size, "steps": args.steps} | quick),
+        progress=lambda line: print(f"timing {line}", file=sys.stderr, flush=True),
+    )  # fmt: skip
+    print(json.dumps(result["rows"], indent=1) if args.json else markdown(result))
+    return 0

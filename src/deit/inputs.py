@@ -1,0 +1,171 @@
+"""What a training run reads: CIFAR held in memory, or an image folder streamed from disk.
+
+Both give the trainer the same three things: a train loader of uint8 batches
+on the device in the one global order of :func:`deit.data.loader.epoch_order`
+(``len``, ``set_epoch``, ``iter_from`` for a mid-epoch resume), this rank's
+evaluation batches, and the class names and normalisation the student uses.
+
+CIFAR stays a tensor on the training device (no workers, no per-image
+Python). A folder (``dataset=folder``, ``data_dir`` = its root) is decoded
+per image in ``workers`` processes: DeiT's random-resized crop to the
+student's size (``train_crop=random_resized``), or the image resized to that
+size and then CIFAR's padded crop (``train_crop=none``, for images already
+at the model's size). Evaluation is DeiT's: the short side resized to
+size/``eval_crop_pct``, then the central square (``train_crop=none``: the
+image resized to the size). Evaluation images that fit in 512 MB are decoded
+once and kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from deit.config import TrainConfig
+from deit.data import (
+    BatchLoader,
+    holdout_validation,
+    load_cifar,
+    scan_folder,
+    truncate,
+)
+from deit.data.augment import dataset_stats
+from deit.data.stream import StreamLoader
+from deit.distributed import World
+
+EVAL_BATCH = 500
+CACHE_BYTES = 512 * 2**20  # evaluation images kept decoded up to this size
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+Samples = tuple[tuple[str, int], ...]
+
+
+@dataclass
+class RunInputs:
+    """The data side of a run: classes, normalisation, the train loader, evaluation batches."""
+
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: BatchLoader | StreamLoader
+    eval_batches: Callable[[], Batches]  # this rank's share, every image once over the ranks
+    crop_padding: int  # the batched padded crop: 0 after a per-image random-resized crop
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the heads predict."""
+        return len(self.classes)
+
+    evaluation: StreamLoader | None = None  # a folder's evaluation loader
+
+    @property
+    def skipped(self) -> list[str]:
+        """Files that failed to decode and were skipped (``skip_bad_files``), so far."""
+        loaders = (self.train, self.evaluation)
+        return sorted({path for loader in loaders for path in getattr(loader, "skipped", [])})
+
+
+def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) the student's inputs are normalised with."""
+    name = config.normalization
+    if name == "dataset":
+        name = "imagenet" if config.dataset == "folder" else config.dataset
+    return dataset_stats(name)
+
+
+def load_inputs(config: TrainConfig, world: World) -> RunInputs:
+    """The data of ``config`` on ``world``'s device; ``DataError`` for a missing or bad set."""
+    mean, std = normalization(config)
+    if config.dataset == "folder":
+        return _folder_inputs(config, world, mean, std)
+    data = load_cifar(config.dataset, config.data_dir, download=config.download)
+    if config.validation:
+        data = holdout_validation(data)
+    data = truncate(data, config.train_size, config.test_size)
+    to, rank, ranks = world.device, world.rank, world.world_size
+    train = BatchLoader(
+        data.train_images.to(to), data.train_labels.to(to), config.batch_size, seed=config.seed,
+        repeats=config.repeated_augmentation, rank=rank, world_size=ranks,
+    )  # fmt: skip
+    images, labels = data.test_images[rank::ranks].to(to), data.test_labels[rank::ranks].to(to)
+
+    def eval_batches() -> Batches:
+        for start in range(0, len(images), EVAL_BATCH):
+            yield images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
+
+    return RunInputs(data.classes, mean, std, train, eval_batches, config.crop_padding)
+
+
+def folder_splits(config: TrainConfig) -> tuple[tuple[str, ...], Samples, Samples]:
+    """(classes, train samples, evaluation samples) of the folder, as the config selects them.
+
+    ``validation`` holds out a tenth of each class of ``train/`` (seeded,
+    always the same) and evaluates on it instead of ``val/``; ``train_size``
+    and ``test_size`` keep a seeded random subset (all classes represented).
+    """
+    folder = scan_folder(config.data_dir)
+    train, test = folder.train, folder.val
+    if config.validation:
+        train, test = _hold_out(train, len(folder.classes))
+    return folder.classes, _subset(train, config.train_size), _subset(test, config.test_size)
+
+
+def _hold_out(samples: Samples, num_classes: int) -> tuple[Samples, Samples]:
+    """Split a seeded tenth of every class off ``samples``: (the rest, the held-out part)."""
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
+    held: set[int] = set()
+    for c in range(num_classes):
+        members = [i for i in order if samples[i][1] == c]
+        held.update(members[: len(members) // 10])
+    keep = tuple(s for i, s in enumerate(samples) if i not in held)
+    return keep, tuple(s for i, s in enumerate(samples) if i in held)
+
+
+def _subset(samples: Samples, size: int) -> Samples:
+    """A seeded random ``size`` of ``samples`` in their order (0: all)."""
+    if not size or size >= len(samples):
+        return samples
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0))
+    return tuple(samples[i] for i in sorted(order[:size].tolist()))
+
+
+def workers(config: TrainConfig) -> int:
+    """Loader processes: ``workers``, where -1 means one per core."""
+    return (os.cpu_count() or 1) if config.workers < 0 else config.workers
+
+
+def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
+    """Streamed training batches and (cached when small) evaluation batches of a folder."""
+    classes, train_samples, eval_samples = folder_splits(config)
+    size, rrc = config.img_size, config.train_crop == "random_resized"
+    common = {"size": size, "rank": world.rank, "world_size": world.world_size,
+              "workers": workers(config), "device": world.device}  # fmt: skip
+    train = StreamLoader(
+        train_samples, config.batch_size, mode="train" if rrc else "plain", seed=config.seed,
+        repeats=config.repeated_augmentation, skip_bad=config.skip_bad_files,
+        scale=tuple(config.rrc_scale), **common,
+    )  # fmt: skip
+    evaluation = StreamLoader(
+        eval_samples, EVAL_BATCH, mode="eval" if rrc else "plain", shuffle=False,
+        drop_last=False, skip_bad=config.skip_bad_files, crop_pct=config.eval_crop_pct, **common,
+    )  # fmt: skip
+    cache: list[tuple[torch.Tensor, torch.Tensor]] = []
+    fits = len(eval_samples) * 3 * size * size <= CACHE_BYTES
+
+    def eval_batches() -> Batches:
+        if cache:
+            yield from cache
+            return
+        decoded = []
+        for batch in evaluation:
+            decoded.append(batch)
+            yield batch
+        evaluation.close()
+        if fits:
+            cache.extend(decoded)
+
+    padding = 0 if rrc else config.crop_padding
+    return RunInputs(classes, mean, std, train, eval_batches, padding, evaluation)
