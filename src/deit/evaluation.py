@@ -8,14 +8,17 @@ single prediction, optionally with test-time augmentation.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 from deit import engine
 from deit.checkpoint import load_checkpoint
 from deit.config import TrainConfig, config_from_dict
-from deit.data import dataset_classes, load_cifar
-from deit.data.augment import dataset_stats
+from deit.data import load_cifar, scan_folder
+from deit.distributed import World
+from deit.inputs import decode_all, load_inputs
 from deit.models import create_model
 from deit.models.deit import VisionTransformer
 from deit.models.teachers import (
@@ -39,7 +42,7 @@ def _student_payload(path: Path) -> dict[str, Any] | None:
 def _rebuild_student(payload: dict[str, Any], source: str) -> tuple[VisionTransformer, TrainConfig]:
     """The student (in eval mode) and config stored in a ``deit train`` checkpoint's contents."""
     config = config_from_dict(payload["config"])
-    classes = dataset_classes(config.dataset)
+    classes = payload["model"]["head.weight"].shape[0]
     model = create_model(config.student, num_classes=classes, **config.model_overrides())
     load_weights(model, payload["model"], source)
     return model.eval(), config
@@ -51,6 +54,23 @@ def load_student(checkpoint: str | Path) -> tuple[VisionTransformer, TrainConfig
     if payload is None:
         raise CheckpointError(f"{checkpoint} is not a student checkpoint of deit train")
     return _rebuild_student(payload, str(checkpoint))
+
+
+def _teacher_test_set(path: Path, teacher, data_dir: str | None, download: bool):
+    """The test images and labels a teacher is evaluated on: its run's data set, else CIFAR-10.
+
+    A ``deit teacher`` checkpoint names its data set (an image folder's
+    ``val/`` is decoded at the teacher's resolution); a shipped or exported
+    teacher is a CIFAR-10 teacher.
+    """
+    config: dict[str, Any] = {}
+    if str(path) not in SHIPPED_TEACHERS and path.suffix != ".safetensors":
+        config = load_checkpoint(path).get("config") or {}
+    dataset, data_dir = config.get("dataset", "cifar10"), data_dir or config.get("data_dir")
+    if dataset == "folder":
+        return decode_all(scan_folder(data_dir).val, teacher.img_size, workers=os.cpu_count() or 1)
+    data = load_cifar(dataset, data_dir, download=download)
+    return data.test_images, data.test_labels
 
 
 def evaluate(
@@ -65,22 +85,28 @@ def evaluate(
     Returns ``{"checkpoint", "kind", "top1", "heads"}``: ``top1`` (percent) is the
     model's default prediction (a distilled student's head average), ``heads``
     the accuracy of every student head (empty for a teacher). ``tta`` (mirror
-    and ±1 px translations) applies to teachers only.
+    and ±1 px translations) applies to teachers only. The data set is the
+    one the checkpoint was trained on (CIFAR-10 for a shipped teacher), its
+    test split or an image folder's ``val/``, found in ``data_dir`` if given,
+    else where the run found it.
     """
     path = Path(checkpoint)
     payload = _student_payload(path)
     if payload is None:
         teacher = load_teacher(checkpoint)
-        data = load_cifar("cifar10", data_dir, download=download)
-        top1 = evaluate_teacher(teacher, data.test_images, data.test_labels, tta=tta)
+        images, labels = _teacher_test_set(path, teacher, data_dir, download)
+        top1 = evaluate_teacher(teacher, images, labels, tta=tta)
         return {"checkpoint": str(checkpoint), "kind": "teacher", "top1": top1, "heads": {}}
     if tta:
         raise CheckpointError("--tta applies to teachers; students are evaluated per head")
     model, config = _rebuild_student(payload, str(path))
-    data = load_cifar(config.dataset, data_dir, download=download)
-    mean, std = dataset_stats(config.dataset)
-    heads = engine.evaluate(
-        model, data.test_images, data.test_labels, mean=mean, std=std, img_size=config.img_size
-    )
+    where = {"data_dir": data_dir} if data_dir else {}
+    config = dataclasses.replace(config, validation=False, train_size=0, test_size=0,
+                                 download=download, **where)  # fmt: skip
+    inputs = load_inputs(config, World())
+    counts = engine.count_correct(model, inputs.eval_batches(), mean=inputs.mean, std=inputs.std,
+                                  img_size=config.img_size)  # fmt: skip
+    seen = counts.pop("images")
+    heads = {name: 100.0 * right / seen for name, right in counts.items()}
     top1 = heads.get("avg", heads["cls"])
     return {"checkpoint": str(checkpoint), "kind": "student", "top1": top1, "heads": heads}

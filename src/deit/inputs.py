@@ -27,6 +27,7 @@ import torch
 from deit.config import TrainConfig
 from deit.data import (
     BatchLoader,
+    DataError,
     holdout_validation,
     load_cifar,
     scan_folder,
@@ -77,7 +78,17 @@ def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, 
 
 
 def load_inputs(config: TrainConfig, world: World) -> RunInputs:
-    """The data of ``config`` on ``world``'s device; ``DataError`` for a missing or bad set."""
+    """The data of ``config`` on ``world``'s device; ``DataError`` for a missing or bad set.
+
+    Too few images for one batch per rank is a ``DataError`` too, before any work.
+    """
+    try:
+        return _load_inputs(config, world)
+    except ValueError as err:  # the loaders' own checks (e.g. no batch fits)
+        raise DataError(f"{config.data_dir or config.dataset}: {err}") from None
+
+
+def _load_inputs(config: TrainConfig, world: World) -> RunInputs:
     mean, std = normalization(config)
     if config.dataset == "folder":
         return _folder_inputs(config, world, mean, std)
@@ -110,7 +121,7 @@ def folder_splits(config: TrainConfig) -> tuple[tuple[str, ...], Samples, Sample
     train, test = folder.train, folder.val
     if config.validation:
         train, test = _hold_out(train, len(folder.classes))
-    return folder.classes, _subset(train, config.train_size), _subset(test, config.test_size)
+    return folder.classes, subset(train, config.train_size), subset(test, config.test_size)
 
 
 def _hold_out(samples: Samples, num_classes: int) -> tuple[Samples, Samples]:
@@ -124,7 +135,7 @@ def _hold_out(samples: Samples, num_classes: int) -> tuple[Samples, Samples]:
     return keep, tuple(s for i, s in enumerate(samples) if i in held)
 
 
-def _subset(samples: Samples, size: int) -> Samples:
+def subset(samples: Samples, size: int) -> Samples:
     """A seeded random ``size`` of ``samples`` in their order (0: all)."""
     if not size or size >= len(samples):
         return samples
@@ -169,3 +180,19 @@ def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
 
     padding = 0 if rrc else config.crop_padding
     return RunInputs(classes, mean, std, train, eval_batches, padding, evaluation)
+
+
+def decode_all(
+    samples: Samples, size: int, workers: int, crop_pct: float = 0.875
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``samples`` once into memory: uint8 ``N×3×size×size`` and int64 labels.
+
+    Each image is DeiT's evaluation view (short side to size/``crop_pct``,
+    central square), decoded in ``workers`` processes. For sets that fit in
+    memory at a small size (a teacher's input), then trained on like CIFAR.
+    """
+    loader = StreamLoader(samples, 256, size=size, mode="eval", shuffle=False, drop_last=False,
+                          workers=workers, crop_pct=crop_pct)  # fmt: skip
+    images, labels = zip(*loader, strict=True)
+    loader.close()
+    return torch.cat(images), torch.cat(labels)

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deit.config import ConfigError
-from deit.data.augment import normalize, random_crop
+from deit.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, random_crop
 from deit.models.cnn import TEACHER_ARCHS, create_teacher, teacher_spec
 
 
@@ -46,8 +46,10 @@ class TeacherConfig:
 
     arch: str = "fastcnn"
     widths: tuple[int, int, int] = (64, 256, 256)
-    dataset: str = "cifar10"
+    dataset: str = "cifar10"  # cifar10, cifar100, or folder (an ImageNet-layout folder: data_dir)
     data_dir: str | None = None
+    img_size: int = 0  # the teacher's input size; 0: the data's (32 for CIFAR, needed for folders)
+    workers: int = -1  # folder data: decoding processes (-1: one per core), decoded once
     download: bool = True
     epochs: int = 16
     batch_size: int = 1024
@@ -92,6 +94,15 @@ def validate_teacher_config(config: TeacherConfig) -> TeacherConfig:
     for name in ("momentum", "label_smoothing", "warmup", "ema"):
         if not 0 <= getattr(config, name) < 1:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(config, name)}")
+    if config.dataset not in ("cifar10", "cifar100", "folder"):
+        raise ConfigError(f"dataset must be cifar10, cifar100 or folder, got {config.dataset!r}")
+    if config.dataset == "folder" and not (config.data_dir and config.img_size):
+        raise ConfigError(
+            "a teacher on dataset=folder needs --data-dir ROOT and --set img_size=N "
+            "(its input resolution, e.g. 64)"
+        )
+    if config.img_size < 0 or config.workers < -1:
+        raise ConfigError("img_size must not be negative and workers at least -1")
     if config.device != "auto" and config.device.split(":")[0] not in ("cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
     return config
@@ -227,11 +238,17 @@ def _param_groups(model: nn.Module, config: TeacherConfig) -> list[dict[str, Any
 
 
 def _build_model(config: TeacherConfig, num_classes: int, train_x: torch.Tensor) -> nn.Module:
-    """A freshly initialised teacher, its whitening layer (if any) set from the data."""
+    """A freshly initialised teacher, its whitening layer (if any) set from the data.
+
+    On an image folder it takes the folder's resolution (``img_size``) and
+    ImageNet's normalisation; on CIFAR the architecture's own defaults.
+    """
     torch.manual_seed(config.seed)
-    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "img_size": train_x.shape[-1]}
     if config.arch == "fastcnn":
         kwargs["widths"] = config.widths
+    if config.dataset == "folder":
+        kwargs |= {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     model = create_teacher(config.arch, **kwargs)
     if hasattr(model, "init_whitening"):
         model.init_whitening(normalize(train_x[:5000].cpu(), model.mean, model.std))

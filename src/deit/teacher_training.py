@@ -22,8 +22,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from deit.data import BatchLoader, load_cifar, truncate
+from deit.config import ConfigError
+from deit.data import BatchLoader, load_cifar, scan_folder, truncate
 from deit.distributed import World, pick_device
+from deit.inputs import decode_all, subset
 from deit.models.cnn import fastcnn_flops, param_count, teacher_spec
 from deit.models.teachers import evaluate_teacher
 from deit.rundir import RunDir, RunInterrupted, StopOnSignal, open_run
@@ -102,17 +104,13 @@ def train_teacher(
 def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> dict:
     """The body of :func:`train_teacher`, with the config settled and threads set."""
     world = World(device=pick_device(config.device))
-    data = truncate(
-        load_cifar(config.dataset, config.data_dir, download=config.download),
-        config.train_size, config.test_size,
-    )  # fmt: skip
+    classes, (train_x, train_y), (test_x, test_y) = _load(config)
     to = world.device
-    train_x, train_y = data.train_images.to(to), data.train_labels.to(to)
-    test_x, test_y = data.test_images.to(to), data.test_labels.to(to)
+    train_x, train_y, test_x, test_y = (t.to(to) for t in (train_x, train_y, test_x, test_y))
     loader = BatchLoader(train_x, train_y, config.batch_size, seed=config.seed)
     per_epoch = len(loader)
     total = per_epoch * config.epochs
-    recipe = TeacherRecipe(config, train_x, train_y, data.num_classes, total)
+    recipe = TeacherRecipe(config, train_x, train_y, len(classes), total)
     state = run.load_checkpoint() if resume else None
     step, sums, train_seconds, record = 0, _zero_sums(), 0.0, {}
     if state is not None:
@@ -127,7 +125,7 @@ def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> di
     def save() -> None:
         run.save_checkpoint(recipe.state_dict() | {
             "step": step, "epoch_sums": dict(sums), "train_seconds": train_seconds,
-            "done": step == total, "config": dataclasses.asdict(config),
+            "done": step == total, "config": dataclasses.asdict(config), "classes": list(classes),
         })  # fmt: skip
 
     with StopOnSignal() as signalled:
@@ -168,17 +166,42 @@ def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> di
         "test_top1": record["test_top1"],
         "test_top1_tta": record["test_top1_tta"],
         "test_images": len(test_x),
+        "classes": list(classes),
         "epochs": config.epochs,
         "steps": total,
         "train_seconds": train_seconds,
         "train_img_per_s": total * config.batch_size / train_seconds,
         "params": param_count(recipe.model),
         "forward_gflop_per_image": (
-            fastcnn_flops(config.widths) / 1e9 if config.arch == "fastcnn" else None
+            fastcnn_flops(config.widths, train_x.shape[-1]) / 1e9
+            if config.arch == "fastcnn"
+            else None
         ),
         "load_average_at_end": list(os.getloadavg()),
     }
     return run.finish(summary, command, world)
+
+
+def _load(config: TeacherConfig):
+    """(classes, train images and labels, test images and labels), uint8 tensors in memory.
+
+    An image folder is decoded once at the teacher's ``img_size`` (short side
+    resized to img_size/0.875, central square, as students are evaluated),
+    train and val alike, then trained on like CIFAR.
+    """
+    if config.dataset != "folder":
+        data = truncate(
+            load_cifar(config.dataset, config.data_dir, download=config.download),
+            config.train_size, config.test_size,
+        )  # fmt: skip
+        if config.img_size and config.img_size != data.train_images.shape[-1]:
+            raise ConfigError(f"img_size {config.img_size}: CIFAR images are 32 px")
+        train, test = (data.train_images, data.train_labels), (data.test_images, data.test_labels)
+        return data.classes, train, test
+    folder = scan_folder(config.data_dir)
+    train, test = subset(folder.train, config.train_size), subset(folder.val, config.test_size)
+    workers = (os.cpu_count() or 1) if config.workers < 0 else config.workers
+    return folder.classes, *(decode_all(s, config.img_size, workers) for s in (train, test))
 
 
 def _stopped(run: RunDir, step: int, total: int, signalled: bool) -> dict[str, Any]:

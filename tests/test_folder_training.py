@@ -1,0 +1,146 @@
+"""Training, distilling, resuming and evaluating on an image folder, end to end."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from deit.cli import main
+from deit.config import ConfigError, from_preset
+from deit.data.export import export_cifar, make_imagenet_like
+
+TINY = ["--preset", "smoke", "--set", "dataset=folder", "--set", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def cifar_folder(cifar10, tmp_path_factory):
+    """512 training and 128 validation CIFAR-10 images as a PNG image folder."""
+    return export_cifar(cifar10, tmp_path_factory.mktemp("png") / "cifar",
+                        train_size=512, val_size=128)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def imagenet_like(cifar10, tmp_path_factory):
+    """3 classes of ImageNet-like JPEGs (varied sizes around 500×375, odd modes and names)."""
+    root = tmp_path_factory.mktemp("inet") / "inet"
+    return make_imagenet_like(cifar10, root, train_per_class=16, val_per_class=4, classes=3)
+
+
+def deit(*args):
+    line = [sys.executable, "-m", "deit", *map(str, args)]
+    return subprocess.run(line, capture_output=True, text=True, timeout=600)
+
+
+def last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1].split("\r")[-1].strip()
+
+
+def test_a_folder_too_small_for_one_batch_is_one_line(imagenet_like, tmp_path, capsys):
+    args = [*TINY, "--data-dir", str(imagenet_like), "--out", str(tmp_path / "run")]
+    assert main(["train", *args]) == 2  # 48 images, batches of 64
+    assert capsys.readouterr().err.strip().endswith("48 images make no batch of 64 on each of "
+                                                    "1 rank(s) with drop_last=True")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_needs_its_root():
+    with pytest.raises(ConfigError, match="dataset=folder needs --data-dir ROOT"):
+        from_preset("smoke", dataset="folder")
+
+
+@pytest.mark.slow
+def test_a_student_trains_and_evaluates_on_a_folder(cifar_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*TINY, "--epochs", "2", "--data-dir", str(cifar_folder), "--out", str(out)]
+    assert main(["train", *args, "--set", "workers=2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["test_top1"]) == {"cls", "dist", "avg"}
+    assert json.loads((out / "config.json").read_text())["dataset"] == "folder"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(out / "checkpoint.pt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["heads"] == summary["test_top1"]  # the same val/ images, the same numbers
+
+
+@pytest.mark.slow
+def test_a_teacher_trained_on_a_folder_distils_a_student_there(imagenet_like, tmp_path):
+    teacher = tmp_path / "teacher"
+    done = deit("teacher", "--out", teacher, "--data-dir", imagenet_like, "--epochs", "2",
+                "--set", "dataset=folder", "--set", "img_size=32", "--set", "batch_size=16",
+                "--set", "widths=8,16,16", "--set", "threads=1", "--set", "workers=1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((teacher / "summary.json").read_text())
+    assert spec["classes"] == sorted(p.name for p in (imagenet_like / "train").iterdir()
+                                     if p.is_dir())  # fmt: skip
+    assert spec["spec"]["img_size"] == 32 and spec["spec"]["mean"] == [0.485, 0.456, 0.406]
+    student = tmp_path / "student"
+    done = deit("train", *TINY, "--student", "deit_nano_distilled_patch16_64", "--epochs", "1",
+                "--set", "batch_size=16", "--distillation", "hard",
+                "--teacher", teacher / "checkpoint.pt", "--data-dir", imagenet_like,
+                "--out", student)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((student / "summary.json").read_text())
+    assert summary["teacher_top1"] is not None and summary["model"]["img_size"] == 64
+
+
+@pytest.mark.slow
+def test_a_teacher_for_other_classes_is_refused_before_any_work(imagenet_like, tmp_path):
+    out = tmp_path / "run"
+    done = deit("train", *TINY, "--distillation", "hard", "--set", "batch_size=16",
+                "--data-dir", imagenet_like, "--out", out)  # fmt: skip
+    assert done.returncode == 2
+    assert last_line(done.stderr) == (
+        "deit train: error: teacher 'cifar10-teacher' predicts 10 classes but the data set has 3"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_bad_file_stops_the_run_in_one_line_or_is_skipped(cifar_folder, tmp_path):
+    folder = tmp_path / "folder"
+    subprocess.run(["cp", "-r", str(cifar_folder), str(folder)], check=True)
+    bad = folder / "train" / "cat" / "zz_broken.jpg"
+    bad.write_text("not an image")
+    out = tmp_path / "run"
+    done = deit("train", *TINY, "--epochs", "1", "--set", "train_crop=none",
+                "--data-dir", folder, "--out", out)  # fmt: skip
+    assert done.returncode == 1
+    assert last_line(done.stderr).startswith(
+        f"deit train: error: cannot decode {bad}: not an image Pillow can read; the run stopped"
+    )
+    done = deit("train", "--resume", out, "--set", "skip_bad_files=true")
+    assert done.returncode == 0, done.stderr
+    assert (out / "skipped_files.txt").read_text() == f"{bad}\n"
+    assert json.loads((out / "summary.json").read_text())["skipped_files"] == 1
+
+
+def _step(run_dir):
+    path = run_dir / "checkpoint.pt"
+    return torch.load(path, weights_only=True)["step"] if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_a_folder_run_killed_mid_epoch_resumes_bit_identical(cifar_folder, tmp_path):
+    common = [*TINY, "--epochs", "2", "--set", "workers=2", "--set", "checkpoint_every=3",
+              "--set", "mixup=0.8", "--data-dir", str(cifar_folder)]  # fmt: skip
+    assert deit("train", *common, "--out", tmp_path / "whole").returncode == 0
+    cut = tmp_path / "cut"
+    line = [sys.executable, "-m", "deit", "train", *common, "--out", str(cut)]
+    process = subprocess.Popen(line, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _step(cut) < 9:  # inside the second epoch (8 steps an epoch)
+        assert process.poll() is None, process.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    done = deit("train", "--resume", cut, "--set", "workers=0")  # another worker count: same run
+    assert done.returncode == 0, done.stderr
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    resumed = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
+    for key, value in whole.items():
+        assert torch.equal(value, resumed[key]), key
