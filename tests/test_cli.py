@@ -141,3 +141,16 @@ def test_resume_uses_the_saved_config_and_refuses_run_shaping_flags(
     assert main(["train", "--resume", out]) == 0
     assert main(["train", "--resume", out, "--epochs", "5"]) == 2
     assert "it cannot change epochs (1 → 5)" in capsys.readouterr().err
+
+
+def test_help_lists_every_config_field_with_its_meaning(capsys):
+    from dataclasses import fields
+
+    from deit.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for field in fields(TrainConfig):
+        assert f"  {field.name}=" in text, field.name
+    assert "folder data: skip (and list) undecodable files, not stop" in text

@@ -446,3 +446,50 @@ def test_resampled_weights_load_into_a_larger_grid():
     assert adapt_pos_embed(state, large)["pos_embed"] is state["pos_embed"]
     assert isinstance(large, VisionTransformer)
     assert large.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+# ----------------------------------------------------------------------------- token dropping
+
+
+def test_keep_tokens_keeps_the_prefix_and_a_random_ordered_subset_of_patches():
+    from deit.models.deit import keep_tokens
+
+    x = torch.arange(2 * 10 * 3, dtype=torch.float).view(2, 10, 3)  # 2 prefix + 8 patches
+    torch.manual_seed(0)
+    kept = keep_tokens(x, num_prefix_tokens=2, keep=0.5)
+    assert kept.shape == (2, 2 + 4, 3)
+    assert torch.equal(kept[:, :2], x[:, :2])
+    for image in range(2):
+        rows = [int(r[0]) // 3 - image * 10 for r in kept[image, 2:]]
+        assert rows == sorted(rows) and len(set(rows)) == 4 and min(rows) >= 2
+
+
+def test_training_drops_tokens_and_evaluation_sees_every_token():
+    torch.manual_seed(0)
+    dropped = create_model("deit_nano_distilled_patch4_32", token_keep=0.25)
+    plain = create_model("deit_nano_distilled_patch4_32")
+    plain.load_state_dict(dropped.state_dict())  # same parameters: nothing added
+    lengths = []
+    dropped.blocks[0].register_forward_hook(lambda m, i, o: lengths.append(o.shape[1]))
+    x = torch.randn(2, 3, 32, 32)
+    dropped.train()(x)
+    assert lengths == [2 + 16]  # 64 patches, a quarter kept, plus cls and dist
+    dropped.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.equal(dropped(x), plain(x))
+    assert lengths[-1] == 2 + 64
+
+
+def test_a_token_dropped_checkpoint_loads_into_a_plain_model(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("deit_nano_distilled_patch4_32", token_keep=0.5).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    cls, dist = model(torch.randn(4, 3, 32, 32))
+    (cls.sum() + dist.sum()).backward()
+    optimizer.step()
+    torch.save({"model": model.state_dict()}, tmp_path / "dropped.pt")
+    plain = create_model("deit_nano_distilled_patch4_32")
+    plain.load_state_dict(torch.load(tmp_path / "dropped.pt", weights_only=True)["model"])
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), model.eval()(x))

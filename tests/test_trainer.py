@@ -35,12 +35,12 @@ def test_the_teacher_sees_exactly_the_students_batch():
 
 
 def test_no_teacher_is_loaded_without_distillation(monkeypatch):
-    monkeypatch.setattr(trainer, "load_teacher", lambda name: pytest.fail("loaded a teacher"))
+    monkeypatch.setattr(trainer, "load_teacher", lambda name, arch: pytest.fail("loaded"))
     assert trainer.build_teacher(from_preset("smoke"), 10, (0.5,) * 3, (0.2,) * 3) is None
 
 
 def test_a_teacher_with_another_class_count_is_refused(monkeypatch):
-    monkeypatch.setattr(trainer, "load_teacher", lambda name: FastCNN(num_classes=5).eval())
+    monkeypatch.setattr(trainer, "load_teacher", lambda name, arch: FastCNN(num_classes=5).eval())
     with pytest.raises(ConfigError, match="predicts 5 classes"):
         trainer.build_teacher(from_preset("smoke", distillation="soft"), 10, (0.5,) * 3, (0.2,) * 3)
 

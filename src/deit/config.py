@@ -27,39 +27,43 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything a training run needs, with the defaults of a labels-only run."""
 
-    student: str = "deit_tiny_patch4_32"
+    student: str = "deit_tiny_patch4_32"  # deit_<size>[_distilled]_patch<P>_<image size>
     # Width, depth and heads: 0 takes the student name's; validate() fills them in, so a
     # saved config records them. A value other than the name's overrides it (older runs).
-    embed_dim: int = 0
-    depth: int = 0
-    num_heads: int = 0
+    embed_dim: int = 0  # width; 0: the student name's
+    depth: int = 0  # blocks; 0: the student name's
+    num_heads: int = 0  # attention heads; 0: the student name's
     distillation: str = "none"  # none, soft or hard (the paper's losses)
     teacher: str = "cifar10-teacher"  # shipped name or checkpoint path; used unless "none"
+    teacher_arch: str = ""  # a bare state dict's architecture, e.g. tv_resnet50 (torchvision)
     distillation_alpha: float | None = None  # None: the paper's (soft 0.1, hard 0.5)
-    distillation_tau: float = 3.0
+    distillation_tau: float = 3.0  # soft distillation's temperature τ
     init_from: str = ""  # checkpoint whose weights start the run (deit finetune); "": random
     teacher_bf16: bool = False  # teacher forward under bfloat16 autocast (faster on bf16 hardware)
     dataset: str = "cifar10"  # cifar10, cifar100, or folder (an ImageNet-layout folder: data_dir)
-    data_dir: str | None = None
-    download: bool = True
+    data_dir: str | None = None  # where the data set is (a folder's root); None: $DEIT_DATA
+    download: bool = True  # fetch CIFAR when it is missing
     workers: int = -1  # folder data: decoding processes; -1: one per core, 0: in the training one
     train_crop: str = "random_resized"  # folder data: DeiT's crop, or none (resize; padded crop)
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # area range of the random-resized crop
     eval_crop_pct: float = 0.875  # folder evaluation: short side to size/this, central crop
     skip_bad_files: bool = False  # folder data: skip (and list) undecodable files, not stop
+    decode_once: bool = False  # folder data: decode train/ once at decode_size, crop on the device
+    decode_size: int = 0  # decode_once's image size; 0: the student's img_size / 0.875, rounded
     normalization: str = "dataset"  # the data set's mean/std (ImageNet's for folders), or a name
     epochs: int = 10
     batch_size: int = 128
     lr: float = 5e-4  # for a batch of 512; scaled linearly with the batch
-    min_lr: float = 1e-5
-    warmup_epochs: float = 1.0
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    drop_path_rate: float = 0.1
-    crop_padding: int = 4
+    min_lr: float = 1e-5  # the cosine schedule's floor
+    warmup_epochs: float = 1.0  # linear warm-up, in epochs
+    weight_decay: float = 0.05  # AdamW's, not on norms, biases, tokens, position embedding
+    label_smoothing: float = 0.1  # on the labels (never on the teacher's)
+    drop_path_rate: float = 0.1  # stochastic depth at the last block
+    token_keep: float = 1.0  # fraction of patch tokens each training image keeps; eval: all
+    crop_padding: int = 4  # random translation of the batched crop, in pixels; 0: off
     hflip: float = 0.5  # probability of a horizontal flip per image
     randaugment_ops: int = 0  # 0: off; the paper uses 2 ops at magnitude 9
-    randaugment_magnitude: float = 9.0
+    randaugment_magnitude: float = 9.0  # RandAugment's magnitude (0-10)
     random_erasing: float = 0.0  # probability per image; the paper uses 0.25
     mixup: float = 0.0  # Beta(α, α) of Mixup; 0: off (the paper: 0.8)
     cutmix: float = 0.0  # Beta(α, α) of CutMix; 0: off (the paper: 1.0)
@@ -72,7 +76,7 @@ class TrainConfig:
     train_size: int = 0  # 0: the whole training set; else its first N images
     test_size: int = 0  # 0: the whole test set
     validation: bool = False  # evaluate on a held-out training slice, not the test set
-    seed: int = 0
+    seed: int = 0  # weights, order and augmentation
     threads: int = 0  # 0: all cores
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     device: str = "auto"  # auto: this rank's GPU if there is one, else the CPU; or cpu, cuda
@@ -267,6 +271,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
     if not 0 <= config.random_erasing <= 1:
         raise ConfigError(f"random_erasing must be in [0, 1], got {config.random_erasing}")
+    if not 0 < config.token_keep <= 1:
+        raise ConfigError(f"token_keep must be in (0, 1], got {config.token_keep}")
     if not 0 <= config.drop_path_rate < 1:
         raise ConfigError(f"drop_path_rate must be in [0, 1), got {config.drop_path_rate}")
     try:
@@ -307,9 +313,35 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"rrc_scale must be 0 < low <= high <= 1, got {config.rrc_scale}")
     if not 0 < config.eval_crop_pct <= 1:
         raise ConfigError(f"eval_crop_pct must be in (0, 1], got {config.eval_crop_pct}")
+    if config.decode_once and config.dataset != "folder":
+        raise ConfigError("decode_once applies to dataset=folder (CIFAR is in memory already)")
+    if config.decode_size < 0:
+        raise ConfigError(f"decode_size must not be negative, got {config.decode_size}")
     if config.workers < -1:
         raise ConfigError(f"workers must be -1 (one per core) or more, got {config.workers}")
     return config
+
+
+def field_help(config_type: type) -> str:
+    """Every field of a config dataclass, its default and its comment, one per line.
+
+    Read from the class's source, so ``--help`` always lists exactly the
+    fields there are, with the words written beside them.
+    """
+    import inspect
+    import re
+
+    comments = {}
+    for line in inspect.getsource(config_type).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=\s*(.+?)\s*#\s*(.+)$", line)
+        if match:
+            comments[match.group(1)] = match.group(3)
+    rows = []
+    for field in fields(config_type):
+        default = field.default if field.default is not dataclasses.MISSING else ""
+        setting = f"{field.name}={default!s}"
+        rows.append(f"  {setting:<34} {comments.get(field.name, '')}".rstrip())
+    return "\n".join(rows)
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from deit.checkpoint import CheckpointError, load_checkpoint
 from deit.models import parse_model_name
-from deit.models.deit import VisionTransformer, adapt_pos_embed
+from deit.models.deit import VisionTransformer
+from deit.models.pos_embed import adapt_pos_embed
 from deit.models.registry import find_size, model_name
 
 HEADS = ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias")

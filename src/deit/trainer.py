@@ -119,7 +119,7 @@ def build_teacher(
     if config.distillation == "none":
         return None
     try:
-        network = load_teacher(config.teacher)
+        network = load_teacher(config.teacher, arch=config.teacher_arch or None)
     except (FileNotFoundError, CheckpointError) as err:
         raise ConfigError(f"teacher {config.teacher!r}: {err}") from None
     check_teacher_fits(network, num_classes, list(classes) if classes else None, config.teacher)
@@ -252,6 +252,7 @@ def _build_student(config: TrainConfig, num_classes: int, world: World) -> torch
         num_classes=num_classes,
         drop_path_rate=config.drop_path_rate,
         dynamic_img_size=bool(config.img_size_schedule),
+        token_keep=config.token_keep,
         **config.model_overrides(),
     ).to(world.device)
     if world.distributed:

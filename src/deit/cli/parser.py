@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from deit.config import PRESETS
+from deit.config import PRESETS, TrainConfig, field_help
+from deit.teacher_recipe import TeacherConfig
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     """The data-location flags shared by every subcommand that reads CIFAR."""
     parser.add_argument(
         "--data-dir",
-        help="folder holding cifar-10-batches-bin/ (or -py/); default: $DEIT_DATA, "
-        "else ~/.cache/deit",
+        help="folder holding cifar-10-batches-bin/ (or -py/), or an image folder's root "
+        "(with --set dataset=folder); default: $DEIT_DATA, else ~/.cache/deit",
     )
     parser.add_argument(
         "--no-download",
@@ -53,7 +54,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a DeiT student on CIFAR, on labels alone or distilled from a "
         "teacher that sees its own inputs. Writes OUT/config.json, OUT/metrics.jsonl (one line "
         "per epoch), OUT/checkpoint.pt (every epoch and on Ctrl-C) and OUT/summary.json; an "
-        "interrupted run continues with --resume OUT.",
+        "interrupted run continues with --resume OUT. --set dataset=folder --data-dir ROOT "
+        "trains on an image folder (ROOT/train/<class>/..., ROOT/val/<class>/...).",
+        epilog="config fields (--set KEY=VALUE; the preset's values replace these defaults):\n"
+        + field_help(TrainConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting config")
     p.add_argument("--student", help="model name, e.g. deit_tiny_distilled_patch4_32")
@@ -148,12 +153,18 @@ def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
 def _teacher_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "teacher",
-        help="train a CNN teacher on CIFAR (resumable)",
+        help="train a CNN teacher on CIFAR or an image folder (resumable)",
         description="Train a teacher CNN with its own normalisation, for distillation. Writes "
         "OUT/config.json, OUT/metrics.jsonl, OUT/checkpoint.pt (rewritten atomically every few "
-        "steps) and OUT/summary.json. Resume an interrupted run with --resume OUT.",
+        "steps) and OUT/summary.json. Resume an interrupted run with --resume OUT; Ctrl-C or "
+        "SIGTERM stops it cleanly. --set dataset=folder --data-dir ROOT --set img_size=N trains "
+        "on an image folder, decoded once at N px.",
+        epilog="config fields (--set KEY=VALUE):\n" + field_help(TeacherConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arch", help="teacher architecture: fastcnn (default) or resnet18")
+    p.add_argument(
+        "--arch", help="teacher architecture: fastcnn (default), resnet18, tv_resnet18/34/50"
+    )
     _add_run_args(p, "number of epochs (default 16)")
 
 

@@ -4,7 +4,8 @@ The CNN teachers live in :mod:`deit.models.cnn` (the architectures) and
 :mod:`deit.models.teachers` (loading, wrapping, evaluating a trained one).
 """
 
-from .deit import HEADS, VisionTransformer, adapt_pos_embed, resample_pos_embed
+from .deit import HEADS, VisionTransformer
+from .pos_embed import adapt_pos_embed, resample_pos_embed
 from .registry import (
     NAME_SCHEME,
     SIZES,

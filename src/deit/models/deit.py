@@ -9,11 +9,11 @@ own position embedding and its own linear head. Parameter names match timm's
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .pos_embed import resample_pos_embed
 
 HEADS = ("cls", "dist", "avg")
 """Evaluation heads of a distilled model: class token, distillation token, their average."""
@@ -21,57 +21,21 @@ HEADS = ("cls", "dist", "avg")
 LAYER_NORM_EPS = 1e-6
 
 
-def resample_pos_embed(
-    pos_embed: torch.Tensor,
-    new_grid: tuple[int, int],
-    num_prefix_tokens: int,
-    old_grid: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """Resample the patch-grid part of a position embedding to a new grid size.
+def keep_tokens(x: torch.Tensor, num_prefix_tokens: int, keep: float) -> torch.Tensor:
+    """A random ``keep`` fraction of each image's patch tokens; class/distillation tokens kept.
 
-    Used to fine-tune or evaluate at another image or patch size (the paper's "upscaling"):
-    the ``num_prefix_tokens`` leading entries (class and distillation tokens) are kept as they
-    are; the H·W grid entries are resampled bicubically (``align_corners=False``) to H'·W'.
-
-    Args:
-        pos_embed: ``1 × (prefix + H·W) × D``.
-        new_grid: ``(H', W')``.
-        num_prefix_tokens: number of leading non-grid entries (1 plain, 2 distilled).
-        old_grid: ``(H, W)``; inferred as square when omitted.
-
-    Returns:
-        ``1 × (prefix + H'·W') × D``; the input itself when the grid is unchanged.
+    Token dropping (as in MAE's encoder and FLIP): a ViT is a set model once
+    the position embedding is added, so training on a random subset of the
+    patches is the same model at a fraction of the cost per step. The subset
+    is drawn per image from torch's global generator (as drop-path is), so a
+    checkpointed RNG state replays it; the kept tokens stay in grid order.
     """
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    if old_grid is None:
-        side = math.isqrt(grid.shape[1])
-        if side * side != grid.shape[1]:
-            raise ValueError(f"cannot infer a square grid from {grid.shape[1]} position entries")
-        old_grid = (side, side)
-    old_grid, new_grid = tuple(old_grid), tuple(new_grid)
-    if old_grid[0] * old_grid[1] != grid.shape[1]:
-        raise ValueError(f"old_grid {old_grid} does not match {grid.shape[1]} position entries")
-    if old_grid == new_grid:
-        return pos_embed
-    dim = grid.shape[-1]
-    grid = grid.reshape(1, *old_grid, dim).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
-    return torch.cat([prefix, grid.to(pos_embed.dtype)], dim=1)
-
-
-def adapt_pos_embed(state_dict: dict, model: VisionTransformer) -> dict:
-    """A copy of ``state_dict`` whose ``pos_embed`` is resampled to ``model``'s patch grid.
-
-    Lets weights trained at one image or patch size load (``strict=True``) into a model built
-    for another, e.g. to fine-tune at a higher resolution; other entries are left as they are.
-    """
-    state = dict(state_dict)
-    pos = state.get("pos_embed")
-    if pos is not None and pos.shape != model.pos_embed.shape:
-        grid = model.patch_embed.grid_size
-        state["pos_embed"] = resample_pos_embed(pos, grid, model.num_prefix_tokens)
-    return state
+    patches = x.shape[1] - num_prefix_tokens
+    kept = max(1, round(patches * keep))
+    order = torch.rand(x.shape[0], patches, device=x.device).argsort(dim=1)
+    index = order[:, :kept].sort(dim=1).values + num_prefix_tokens
+    chosen = x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return torch.cat([x[:, :num_prefix_tokens], chosen], dim=1)
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -249,6 +213,7 @@ class VisionTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         dynamic_img_size: bool = False,
+        token_keep: float = 1.0,
     ):
         """Build the model; defaults are DeiT-Ti at 224 px, patch 16, 1000 classes.
 
@@ -256,9 +221,14 @@ class VisionTransformer(nn.Module):
         from 0 at the first block, as in DeiT. ``dynamic_img_size`` lets the model take
         other image sizes (multiples of the patch size), the patch-grid part of the position
         embedding resampled to the input's grid on the fly (used to train at low resolution
-        first, when tokens are cheap).
+        first, when tokens are cheap). ``token_keep`` < 1 trains on a random subset of the
+        patch tokens of each image (:func:`keep_tokens`); evaluation always sees every token,
+        and the weights are the same as without it.
         """
         super().__init__()
+        if not 0 < token_keep <= 1:
+            raise ValueError(f"token_keep must be in (0, 1], got {token_keep}")
+        self.token_keep = token_keep
         self.num_classes = num_classes
         self.embed_dim = embed_dim
         self.distilled = distilled
@@ -340,6 +310,8 @@ class VisionTransformer(nn.Module):
             self.pos_embed, grid, self.num_prefix_tokens, self.patch_embed.grid_size
         )
         x = torch.cat([*prefix, x], dim=1) + pos_embed
+        if self.training and self.token_keep < 1:
+            x = keep_tokens(x, self.num_prefix_tokens, self.token_keep)
         return self.pos_drop(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,7 @@ OVERRIDES = (
     "num_heads",
     "mlp_ratio",
     "dynamic_img_size",
+    "token_keep",
 )
 """Keyword arguments ``create_model`` accepts on top of what the name sets."""
 

@@ -180,8 +180,8 @@ def _unpack(payload: dict[str, Any], path: Path, arch: str | None):
         raise CheckpointError(f"{path} is not a checkpoint: it holds no model state dict")
     if arch is None:
         raise CheckpointError(
-            f"{path} is a bare state dict without an architecture; pass arch= "
-            f"(one of {list(TEACHER_ARCHS)})"
+            f"{path} is a bare state dict without an architecture: name it with arch= "
+            f"(deit train: --set teacher_arch=NAME), one of {', '.join(TEACHER_ARCHS)}"
         )
     num_classes = head_classes(payload)  # the checkpoint's own classes, not a default
     return payload, {
