@@ -144,3 +144,65 @@ def test_a_folder_run_killed_mid_epoch_resumes_bit_identical(cifar_folder, tmp_p
     resumed = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
     for key, value in whole.items():
         assert torch.equal(value, resumed[key]), key
+
+
+@pytest.mark.slow
+def test_in_the_same_order_the_folder_path_trains_bit_identical_to_memory(
+    cifar_folder, cifar_dir, tmp_path, monkeypatch
+):
+    """The folder path is the in-memory pipeline: same pixels, same batches, same weights.
+
+    The folder lists images by class and the in-memory set by file position, so
+    normally the seeded permutation draws other batches (another sample of the
+    same noise as another seed); sorted back into file order, nothing differs.
+    """
+    import re
+
+    import deit
+    from deit import inputs
+
+    real = inputs.folder_splits
+
+    def by_file_index(config):
+        classes, train, test = real(config)
+        index = lambda sample: int(re.search(r"(\d+)\.png$", sample[0]).group(1))  # noqa: E731
+        return classes, tuple(sorted(train, key=index)), tuple(sorted(test, key=index))
+
+    common = dict(epochs=2, train_size=512, test_size=128, threads=1, distillation="hard",
+                  mixup=0.8, drop_path_rate=0.1)  # fmt: skip
+    memory = deit.train(deit.from_preset("smoke", data_dir=str(cifar_dir), **common),
+                        tmp_path / "memory")  # fmt: skip
+    monkeypatch.setattr(inputs, "folder_splits", by_file_index)
+    folder = deit.train(
+        deit.from_preset("smoke", dataset="folder", data_dir=str(cifar_folder), workers=2,
+                         train_crop="none", normalization="cifar10", **common),
+        tmp_path / "folder",
+    )  # fmt: skip
+    assert folder["test_top1"] == memory["test_top1"]
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["model"]
+            for d in ("memory", "folder"))  # fmt: skip
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_stops_a_streamed_run_cleanly(cifar_folder, tmp_path):
+    """A scheduler or terminal signals every process of the group, loader workers included."""
+    import os
+
+    out = tmp_path / "run"
+    line = [sys.executable, "-m", "deit", "train", *TINY, "--epochs", "3", "--set", "workers=2",
+            "--set", "checkpoint_every=2", "--data-dir", str(cifar_folder),
+            "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(line, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while _step(out) < 2:
+        assert process.poll() is None, process.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=60) == 130, process.communicate()[1]
+    assert "Traceback" not in process.communicate()[1]
+    done = deit("train", "--resume", out)
+    assert done.returncode == 0, done.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -254,6 +255,18 @@ class _Batches:
         return max(0, math.ceil(len(self.order) / self.batch_size) - self.first)
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """In a worker: leave Ctrl-C and SIGTERM to the training process.
+
+    A terminal or a scheduler signals the whole process group; a worker killed
+    by it would end the run with a traceback before the training process could
+    save its checkpoint. The training process stops cleanly, then shuts the
+    workers down itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class StreamLoader:
     """Yield ``(images, labels)`` decoded from files: uint8 B×3×S×S and int64, on ``device``.
 
@@ -344,6 +357,7 @@ class StreamLoader:
                 # Its own generator: DataLoader draws a seed at every iteration,
                 # which would otherwise advance the global torch RNG.
                 generator=torch.Generator(),
+                worker_init_fn=_ignore_stop_signals,
             )
         return self._loader
 
