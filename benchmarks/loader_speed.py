@@ -39,7 +39,7 @@ import torch
 from PIL import features
 from torch.utils.data import DataLoader, Dataset
 
-from deit.data import stream
+from deit.data import stream, transforms
 from deit.data.folder import open_rgb, scan_folder
 from deit.hardware import hardware
 
@@ -124,16 +124,16 @@ def profile(samples: list, batch: int, size: int) -> dict[str, float]:
         spent[stage] += clock() - start
         return result
 
-    for k, (path, label) in enumerate(samples):  # the steps of deit.data.stream.train_image
-        width, height = timed("header", stream._header_size, path)
-        left, top, w, h = stream.crop_params(width, height, rng)
+    for k, (path, label) in enumerate(samples):  # the steps of deit.data.transforms.train_image
+        width, height = timed("header", transforms._header_size, path)
+        left, top, w, h = transforms.crop_params(width, height, rng)
         r = min(w, h) / size
         draft = (math.ceil(width / r), math.ceil(height / r)) if r >= 2 else None
         image = timed("decode", open_rgb, path, draft)
-        sx, sy = stream._draft_factor((width, height), image.size)
+        sx, sy = transforms._draft_factor((width, height), image.size)
         box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-        image = timed("crop-resize", image.resize, (size, size), stream.BICUBIC, box=box)
-        items.append((timed("to-tensor", stream.to_tensor, image), label, None))
+        image = timed("crop-resize", image.resize, (size, size), transforms.BICUBIC, box=box)
+        items.append((timed("to-tensor", transforms.to_tensor, image), label, None))
         if len(items) == batch or k == len(samples) - 1:
             images = timed("collate", stream.collate, items)[0]
             timed("to-shm", images.share_memory_)

@@ -14,7 +14,7 @@ import deit
 from deit.config import ConfigError, from_preset
 from deit.data.crops import RandomResizedCrops, crop_boxes, random_resized_crop_batch
 from deit.data.loader import BatchLoader
-from deit.data.stream import crop_params
+from deit.data.transforms import crop_params
 from deit.distributed import World
 from deit.inputs import load_inputs
 from deit.rundir import RunDir, RunInterrupted

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from test_teachers import random_state
 
 from deit.config import ConfigError
 from deit.data.augment import normalize
@@ -58,19 +59,6 @@ def torchvision_layout(arch, num_classes=1000):
         c_in = c_out
     layout["fc.weight"], layout["fc.bias"] = (num_classes, c_in), (num_classes,)
     return layout
-
-
-def random_state(layout, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in layout.items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(100)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.05
-    return state
 
 
 def randomise_batchnorm(model, seed=0):

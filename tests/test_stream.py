@@ -10,8 +10,8 @@ from PIL import Image, JpegImagePlugin
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
 from deit.data.loader import BatchLoader, epoch_order
-from deit.data.stream import (
-    StreamLoader,
+from deit.data.stream import StreamLoader
+from deit.data.transforms import (
     crop_params,
     eval_image,
     plain_image,

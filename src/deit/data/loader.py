@@ -14,6 +14,16 @@ from collections.abc import Iterator
 import torch
 
 
+def check_batching(batch_size: int, repeats: int, rank: int, world_size: int) -> None:
+    """Refuse batching settings no loader can follow (``ValueError`` naming the value)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world of size {world_size}")
+
+
 class BatchLoader:
     """Yield ``(images, labels)`` batches from tensors held on one device.
 
@@ -45,12 +55,7 @@ class BatchLoader:
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if repeats < 1:
-            raise ValueError(f"repeats must be at least 1, got {repeats}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world of size {world_size}")
+        check_batching(batch_size, repeats, rank, world_size)
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
