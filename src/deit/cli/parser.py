@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deit",
         description="Data-efficient image transformers with distillation through attention, "
-        "trained fast on CIFAR.",
+        "trained fast on CIFAR or any image folder.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
