@@ -35,6 +35,11 @@ class WriteError(Exception):
     """A run file could not be written; the message names the file and the cause."""
 
 
+def write_error(path: str | Path, err: OSError) -> WriteError:
+    """The one-line error of a failed write of ``path``: the file and the system's reason."""
+    return WriteError(f"cannot write {path}: {err.strerror or err}")
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Replace ``path`` by ``data`` atomically (temporary file, fsync, rename).
 
@@ -54,8 +59,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     except OSError as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        cause = err.strerror or str(err)
-        raise WriteError(f"cannot write {path}: {cause}") from None
+        raise write_error(path, err) from None
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)

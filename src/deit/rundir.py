@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deit.checkpoint import WriteError, load_checkpoint, save_checkpoint, write_atomic
+from deit.checkpoint import load_checkpoint, save_checkpoint, write_atomic, write_error
 from deit.config import ConfigError
 from deit.hardware import hardware
 
@@ -190,7 +190,7 @@ class RunDir:
             with path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as err:
-            raise_write_error(path, err)
+            raise write_error(path, err) from None
 
     def record_skipped(self, paths: list[str]) -> None:
         """Write the files the run skipped (``skip_bad_files``) to ``skipped_files.txt``."""
@@ -207,11 +207,6 @@ class RunDir:
         if self.writer:
             write_atomic(self.file("summary.json"), _json_bytes(summary))
         return summary
-
-
-def raise_write_error(path: Path, err: OSError):
-    """Turn an OSError of a run file into the one-line :class:`WriteError`."""
-    raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def holds_run(path: Path) -> bool:
