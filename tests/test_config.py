@@ -11,6 +11,7 @@ from deit.config import (
     ConfigError,
     TrainConfig,
     apply_overrides,
+    build_config,
     config_from_dict,
     from_preset,
     load_config,
@@ -48,6 +49,7 @@ def test_overrides_take_the_field_type():
         ("train_crop=center", "train_crop must be random_resized or none"),
         ("normalization=mine", "normalization must be dataset"),
         ("rrc_scale=0.5,0.1", "rrc_scale must be"),
+        ("rrc_scale=", "rrc_scale takes two numbers"),
         ("repeated_augmentation=0", "repeated_augmentation must be positive"),
         ("img_size_schedule=16,18", "18 is not a multiple of the patch size 4"),
         ("img_size_schedule=64", "up to the image size 32"),
@@ -62,6 +64,12 @@ def test_tuple_fields_take_comma_lists():
     from deit.teacher_training import TeacherConfig
 
     assert apply_overrides(TeacherConfig(), ["widths=32,64,64"]).widths == (32, 64, 64)
+
+
+def test_an_empty_value_clears_a_tuple_field():
+    config = build_config("cpu-proxy", {}, ["img_size_schedule="])
+    assert config.img_size_schedule == ()
+    assert [config.img_size_at(e) for e in range(2)] == [32, 32]
 
 
 def test_img_size_schedule_gives_each_first_epoch_its_size_then_the_full_one(tmp_path):

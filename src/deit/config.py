@@ -168,9 +168,11 @@ PRESETS["seed"] = {**PRESETS["paper"], "epochs": 20, "warmup_epochs": 2}
 
 
 def _coerce(name: str, kind: Any, text: str) -> Any:
-    """Parse ``text`` as the type of field ``name`` (a comma list for tuples)."""
+    """Parse ``text`` as the type of field ``name`` (a comma list for tuples; "" is empty)."""
     kind = str(kind)
     if kind.startswith("tuple"):
+        if not text.strip():
+            return ()
         return tuple(_coerce(name, kind[6:].split(",")[0], v) for v in text.split(","))
     if "bool" in kind:
         if text.lower() in ("1", "true", "yes", "on"):
@@ -308,6 +310,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         )
     if config.train_crop not in ("random_resized", "none"):
         raise ConfigError(f"train_crop must be random_resized or none, got {config.train_crop!r}")
+    if len(config.rrc_scale) != 2:
+        raise ConfigError(f"rrc_scale takes two numbers, low,high; got {config.rrc_scale}")
     low, high = config.rrc_scale
     if not 0 < low <= high <= 1:
         raise ConfigError(f"rrc_scale must be 0 < low <= high <= 1, got {config.rrc_scale}")
