@@ -163,3 +163,17 @@ def test_committed_run_configs_still_load_and_name_micro(run):
     config = load_config(path)
     assert config.student == json.loads(path.read_text())["student"]  # kept as recorded
     assert resolve_architecture(config.student, **config.model_overrides())["size"] == "micro"
+
+
+def test_cpu_long_is_cpu_proxy_three_times_as_long():
+    proxy, long = from_preset("cpu-proxy"), from_preset("cpu-long")
+    assert long.epochs == 3 * proxy.epochs
+    assert long.warmup_epochs == 3 * proxy.warmup_epochs
+    # the same fraction of epochs at each size
+    assert [long.img_size_at(e) for e in range(long.epochs)] == [
+        proxy.img_size_at(e // 3) for e in range(long.epochs)
+    ]
+    same = {"epochs", "warmup_epochs", "img_size_schedule"}
+    assert {k: v for k, v in vars(long).items() if k not in same} == {
+        k: v for k, v in vars(proxy).items() if k not in same
+    }

@@ -1,12 +1,22 @@
 """Tests for ``deit reproduce``: the matrix A–E end to end on CIFAR-10 slices, resume, refusals."""
 
 import json
+from pathlib import Path
 
 import pytest
 
+from deit import matrix as matrix_module
 from deit.cli import main
 from deit.config import ConfigError, from_preset
-from deit.matrix import ROWS, RUNS, _check_matrix, checks, reproduce, run_config
+from deit.matrix import _check_matrix, reproduce, run_config
+from deit.matrix_table import (
+    ROWS,
+    RUNS,
+    TRAINING_ORDER,
+    checks,
+    parse_runs,
+    results_markdown,
+)
 from deit.models import parse_model_name
 
 # The smoke preset cut further: a few steps per run, so the five runs take seconds.
@@ -134,3 +144,163 @@ def test_checks_follow_the_issue_targets():
     assert all(good.values())
     collapsed = checks(rows([60, 61, 40, 8, 55, 65, 46, 94]))
     assert not any(collapsed.values())
+
+
+# --- a subset of the runs (--runs), with the training faked: no data, no model -----------------
+
+REPO = Path(__file__).resolve().parents[1]
+# Test top-1 per run and head of the fake training: E best, C above A.
+FAKE_TOP1 = {
+    "A": {"cls": 60.0},
+    "B": {"cls": 61.0},
+    "C": {"cls": 62.0},
+    "D": {"cls": 63.0, "dist": 64.0, "avg": 65.0},
+    "E": {"cls": 70.0, "dist": 71.0, "avg": 71.5},
+}
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Replace the training of a run by writing a finished run directory; return the runs trained.
+
+    A finished run is read back, not trained again, as the real ``_train_run`` does.
+    """
+    calls = []
+
+    def fake_train_run(config, where, command):
+        if (where / "summary.json").is_file():
+            return json.loads((where / "summary.json").read_text())
+        run = where.name.split(".")[0]
+        calls.append(where.name)
+        top1 = FAKE_TOP1[run]
+        summary = {
+            "student": config.student,
+            "test_top1": top1,
+            "distillation": config.distillation,
+            "teacher": None if run == "A" else "cifar10-teacher",
+            "teacher_top1": None if run == "A" else 94.01,
+            "teacher_agreement": None if run == "A" else 80.0,
+            "evaluated_on": "test",
+            "epochs": 2,
+            "wall_seconds": 6.0,
+            "hardware": {"cpu": "fake", "threads": 1, "torch": "0"},
+        }
+        where.mkdir(parents=True, exist_ok=True)
+        curve = [{"test_top1": {k: v - 5 for k, v in top1.items()}, "img_per_s": 100.0}]
+        curve.append({"test_top1": top1, "img_per_s": 120.0})
+        (where / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in curve))
+        (where / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(matrix_module, "_train_run", fake_train_run)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [("ABCDE", "ABCDE"), ("ABE", "ABE"), ("eba", "ABE"), ("a,b,e", "ABE"), (" E , c ", "CE")],
+)
+def test_runs_are_normalised_to_the_matrix_order(given, parsed):
+    assert parse_runs(given) == parsed
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [("XYZ", "unknown: XYZ"), ("ABF", "unknown: F"), ("", "at least one"), (" , ", "at least one"),
+     ("AAB", "at most once")],
+)  # fmt: skip
+def test_bad_runs_fail_before_any_work_naming_the_valid_letters(given, message, tmp_path):
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_runs(given)
+    assert "ABCDE" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=message):
+        reproduce("smoke", tmp_path / "out", runs=given)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_subset_trains_only_its_runs_in_training_order(fake_training, tmp_path):
+    results = reproduce("smoke", tmp_path, runs="a,e,b", seeds=2)
+    assert fake_training == ["E", "B", "A", "E.seed1", "B.seed1", "A.seed1"]
+    assert [name for name in TRAINING_ORDER if name in "ABE"] == ["E", "B", "A"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(fake_training)
+    assert json.loads((tmp_path / "reproduce.json").read_text())["runs"] == "ABE"
+    assert results["runs_trained"] == "ABE"
+    assert json.loads((tmp_path / "results.json").read_text())["runs_trained"] == "ABE"
+
+
+def test_a_subset_reports_only_its_rows_and_the_checks_they_decide(fake_training, tmp_path):
+    results = reproduce("smoke", tmp_path, runs="ABE")
+    expected = [(r.run, r.head) for r in ROWS if r.run in ("A", "B", "E", "teacher")]
+    assert [(r["run"], r["head"]) for r in results["rows"]] == expected
+    assert results["rows"][-1]["run"] == "teacher" and results["rows"][-1]["top1"] == 94.01
+    assert results["teacher"] == "cifar10-teacher"
+    assert [run["directory"] for run in results["runs"]] == ["A", "B", "E"]
+    assert results["checks"] == {
+        "every hard-distillation row ≥ no distillation": True,  # E's rows ≥ A's 60
+        "E dist head within 2 points of E": True,
+        "E (class + distillation, hard) best student row": True,
+        "best student row ≥ 70 %": True,
+    }
+    text = (tmp_path / "results.md").read_text()
+    assert "Only runs A, B, E were trained." in text and "| teacher |" in text
+    assert "(C, cls head)" not in text and "(D, avg head)" not in text
+    for run in "ABE":
+        assert f"\n| {run} |" in text
+    assert "\n| C |" not in text and "\n| D |" not in text
+    for name in ("curves.png", "table.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_subset_without_e_or_a_drops_those_checks_and_only_a_has_no_teacher_row(
+    fake_training, tmp_path
+):
+    results = reproduce("smoke", tmp_path / "bcd", runs="BCD")
+    assert results["rows"][-1]["run"] == "teacher"  # from D, the first trained of E, D, C, B
+    assert list(results["checks"]) == ["best student row ≥ 70 %"]
+    results = reproduce("smoke", tmp_path / "a", runs="A")
+    assert [r["run"] for r in results["rows"]] == ["A"] and results["teacher"] is None
+    assert list(results["checks"]) == ["best student row ≥ 70 %"]
+    assert "no teacher." in (tmp_path / "a" / "results.md").read_text()
+    assert (tmp_path / "a" / "table.png").is_file()
+
+
+def test_more_runs_later_train_only_the_missing_ones(fake_training, tmp_path):
+    reproduce("smoke", tmp_path, runs="E")
+    results = reproduce("smoke", tmp_path, runs="ABCDE")
+    assert fake_training == ["E", "D", "C", "B", "A"]  # E once, then the four missing
+    assert [(r["run"], r["head"]) for r in results["rows"]] == [(r.run, r.head) for r in ROWS]
+    assert json.loads((tmp_path / "reproduce.json").read_text())["runs"] == "ABCDE"
+    assert "Only runs" not in (tmp_path / "results.md").read_text()
+
+
+def test_a_reproduce_json_without_runs_counts_as_all_five(tmp_path):
+    old = (REPO / "results" / "cpu-proxy" / "reproduce.json").read_text()
+    assert "runs" not in json.loads(old)
+    (tmp_path / "reproduce.json").write_text(old)
+    record = json.loads(old) | {"runs": "ABCDE", "command": ["deit", "reproduce"]}
+    _check_matrix(tmp_path, record)
+    assert (tmp_path / "reproduce.json").read_text() == old  # same matrix: not rewritten
+    _check_matrix(tmp_path, record | {"runs": "ABE"})
+    assert json.loads((tmp_path / "reproduce.json").read_text())["runs"] == "ABE"
+
+
+def test_old_results_without_runs_trained_render_as_all_five():
+    results = json.loads((REPO / "results" / "cpu-proxy" / "results.json").read_text())
+    results.pop("runs_trained", None)
+    text = results_markdown(results)
+    assert "Only runs" not in text and "teacher `" in text
+    assert checks(results["rows"]) == results["checks"]
+
+
+def test_cli_runs_of_unknown_letters_exit_2_with_one_line(tmp_path, capsys):
+    code = main(["reproduce", "--preset", "smoke", "--out", str(tmp_path / "m"), "--runs", "XYZ"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("deit reproduce: error: runs must be letters of ABCDE")
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_passes_runs_to_the_api(fake_training, tmp_path, capsys):
+    assert main(["reproduce", "--preset", "smoke", "--out", str(tmp_path), "--runs", "ea"]) == 0
+    assert fake_training == ["E", "A"]
+    assert "results.md" in capsys.readouterr().out

@@ -167,6 +167,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESETS["seed"] = {**PRESETS["paper"], "epochs": 20, "warmup_epochs": 2}
 
 
+def stretched(preset: dict[str, Any], factor: int) -> dict[str, Any]:
+    """``preset`` trained ``factor`` times as long: every epoch count, phase and warm-up × factor.
+
+    Each entry of the resolution schedule is repeated ``factor`` times, so the
+    run spends the same fraction of its epochs at each size; the learning rate
+    schedule (cosine over the epochs, warm-up fraction) keeps its shape.
+    """
+    schedule = tuple(size for size in preset.get("img_size_schedule", ()) for _ in range(factor))
+    stretched = {**preset, "epochs": preset["epochs"] * factor, "img_size_schedule": schedule}
+    if "warmup_epochs" in preset:
+        stretched["warmup_epochs"] = preset["warmup_epochs"] * factor
+    return stretched
+
+
+# The cpu-proxy recipe three times as long (about 90 minutes per student on 2 cores): does
+# distillation's advantage grow with training length? See results/cpu-long/.
+PRESETS["cpu-long"] = stretched(PRESETS["cpu-proxy"], 3)
+
+
 def _coerce(name: str, kind: Any, text: str) -> Any:
     """Parse ``text`` as the type of field ``name`` (a comma list for tuples; "" is empty)."""
     kind = str(kind)

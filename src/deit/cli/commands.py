@@ -92,10 +92,11 @@ def run_teacher(args: argparse.Namespace) -> int:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    """``deit reproduce``: the matrix A–E, its tables and plots."""
+    """``deit reproduce``: the matrix A–E (or the ``--runs`` subset), its tables and plots."""
     results = deit.reproduce(
         args.preset, args.out, data_dir=args.data_dir, download=not args.no_download,
         seeds=args.seeds, train_teacher=args.train_teacher, overrides=tuple(args.overrides),
+        runs=args.runs,
     )  # fmt: skip
     for row in results["rows"]:
         which = "" if row["run"] == "teacher" else f" ({row['run']}, {row['head']})"

@@ -127,12 +127,19 @@ def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
         "evaluated. Writes OUT/results.md (the report's table next to the report's numbers and "
         "the paper's claims), OUT/results.json, OUT/curves.png and OUT/table.png, and one run "
         "directory per student (OUT/A ... OUT/E). Running the same command again skips "
-        "finished runs and resumes an interrupted one.",
+        "finished runs and resumes an interrupted one. --runs trains only some of the students; "
+        "the table then holds only their rows.",
     )
     p.add_argument("--preset", required=True, choices=sorted(PRESETS), help="config of every run")
     p.add_argument("--out", required=True, help="directory of the matrix")
     p.add_argument(
         "--seeds", type=int, default=1, help="train every run with this many seeds (default: 1)"
+    )
+    p.add_argument(
+        "--runs",
+        default="ABCDE",
+        metavar="LETTERS",
+        help="train only these runs of the matrix, e.g. ABE (default: all five, ABCDE)",
     )
     p.add_argument(
         "--train-teacher",

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Issue 15's validation runs: the cpu-proxy recipe with one lever changed per run,
+# on the validation split (45 000 training images, 5 000 held out), seed 0.
+# Each run is resumable: rerunning this script continues an interrupted run and
+# skips finished ones. Runs go two at a time with one thread each, so their wall
+# times are not timings; compare them by cost (NOTES.md, step times measured by
+# benchmarks/token_drop.py on the idle machine).
+#
+#   bash results/cpu-proxy/tuning15/run.sh NAME [NAME ...]
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+out=results/cpu-proxy/tuning15
+data=${DEIT_DATA:-../shared/data}
+
+# name -> the changes to the cpu-proxy preset
+declare -A runs=(
+  # token dropping at a fixed budget, every epoch at 32 px (no low-resolution start)
+  [k100-e5]="epochs=5 img_size_schedule= token_keep=1.0"
+  [k75-e7]="epochs=7 img_size_schedule= token_keep=0.75"
+  [k50-e9]="epochs=9 img_size_schedule= token_keep=0.5"
+  [k25-e15]="epochs=15 img_size_schedule= token_keep=0.25"
+  # with the low-resolution start (6 x 16 px, 2 x 24 px, then 32 px); the keep rate applies to
+  # every epoch (8 of the 16 tokens at 16 px)
+  [lowres-k50-e13]="epochs=13 token_keep=0.5"
+)
+
+for name in "$@"; do
+  [[ -n "${runs[$name]+x}" ]] || { echo "unknown run $name; known: ${!runs[*]}" >&2; exit 2; }
+  dir=$out/$name
+  if [[ -f $dir/summary.json ]]; then echo "$name: done"; continue; fi
+  if [[ -f $dir/config.json ]]; then
+    deit train --resume "$dir" --data-dir "$data"
+  else
+    sets=(--set validation=true --set threads=1)
+    for kv in ${runs[$name]}; do sets+=(--set "$kv"); done
+    deit train --preset cpu-proxy --out "$dir" --data-dir "$data" "${sets[@]}"
+  fi
+done
