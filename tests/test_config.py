@@ -46,6 +46,7 @@ def test_overrides_take_the_field_type():
         ("dataset=mnist", "cifar10, cifar100 or folder"),
         ("token_keep=0", r"token_keep must be in \(0, 1\]"),
         ("token_keep=1.5", r"token_keep must be in \(0, 1\]"),
+        ("token_keep_schedule=0.5,0", r"token_keep must be in \(0, 1\], got 0"),
         ("train_crop=center", "train_crop must be random_resized or none"),
         ("normalization=mine", "normalization must be dataset"),
         ("rrc_scale=0.5,0.1", "rrc_scale must be"),
@@ -70,6 +71,15 @@ def test_an_empty_value_clears_a_tuple_field():
     config = build_config("cpu-proxy", {}, ["img_size_schedule="])
     assert config.img_size_schedule == ()
     assert [config.img_size_at(e) for e in range(2)] == [32, 32]
+
+
+def test_token_keep_schedule_gives_each_first_epoch_its_rate_then_token_keep(tmp_path):
+    config = validate(
+        apply_overrides(TrainConfig(), ["token_keep_schedule=0.25,0.5", "token_keep=0.75"])
+    )
+    assert [config.token_keep_at(e) for e in range(3)] == [0.25, 0.5, 0.75]
+    save_config(config, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == config
 
 
 def test_img_size_schedule_gives_each_first_epoch_its_size_then_the_full_one(tmp_path):
@@ -173,7 +183,20 @@ def test_cpu_long_is_cpu_proxy_three_times_as_long():
     assert [long.img_size_at(e) for e in range(long.epochs)] == [
         proxy.img_size_at(e // 3) for e in range(long.epochs)
     ]
-    same = {"epochs", "warmup_epochs", "img_size_schedule"}
+    same = {"epochs", "warmup_epochs", "img_size_schedule", "token_keep_schedule"}
     assert {k: v for k, v in vars(long).items() if k not in same} == {
         k: v for k, v in vars(proxy).items() if k not in same
+    }
+
+
+def test_stretched_repeats_every_schedule_entry():
+    from deit.config import stretched
+
+    preset = {"epochs": 4, "warmup_epochs": 0.5, "img_size_schedule": (16, 24),
+              "token_keep_schedule": (0.25,)}  # fmt: skip
+    assert stretched(preset, 2) == {
+        "epochs": 8,
+        "warmup_epochs": 1.0,
+        "img_size_schedule": (16, 16, 24, 24),
+        "token_keep_schedule": (0.25, 0.25),
     }

@@ -159,6 +159,30 @@ def test_low_resolution_epochs_reach_the_student_and_not_the_teacher(
     assert summary["test_top1"]["avg"] >= 0  # evaluated at the full 32×32
 
 
+def test_the_token_keep_schedule_sets_each_epochs_kept_tokens(cifar_dir, tmp_path, monkeypatch):
+    """token_keep_schedule's rate in the first epochs, then token_keep; evaluation sees all."""
+    lengths = []  # (training?, tokens entering the first block)
+    real_create_model = trainer.create_model
+
+    def recording_create_model(*args, **kwargs):
+        model = real_create_model(*args, **kwargs)
+        model.blocks[0].register_forward_pre_hook(
+            lambda module, inputs: lengths.append((module.training, inputs[0].shape[1]))
+        )
+        return model
+
+    monkeypatch.setattr(trainer, "create_model", recording_create_model)
+    config = from_preset(
+        "smoke", data_dir=str(cifar_dir), epochs=3, train_size=128, test_size=64, threads=1,
+        token_keep_schedule=(0.25, 0.5), token_keep=1.0,
+    )  # fmt: skip
+    trainer.train(config, tmp_path / "run")
+    steps = 128 // config.batch_size
+    training = [n for is_training, n in lengths if is_training]
+    assert training == [2 + 16] * steps + [2 + 32] * steps + [2 + 64] * steps
+    assert {n for is_training, n in lengths if not is_training} == {2 + 64}
+
+
 def test_a_checkpoint_of_another_process_count_is_refused():
     from deit.distributed import World
 

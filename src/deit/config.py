@@ -60,6 +60,7 @@ class TrainConfig:
     label_smoothing: float = 0.1  # on the labels (never on the teacher's)
     drop_path_rate: float = 0.1  # stochastic depth at the last block
     token_keep: float = 1.0  # fraction of patch tokens each training image keeps; eval: all
+    token_keep_schedule: tuple[float, ...] = ()  # token_keep of each first epoch; then token_keep
     crop_padding: int = 4  # random translation of the batched crop, in pixels; 0: off
     hflip: float = 0.5  # probability of a horizontal flip per image
     randaugment_ops: int = 0  # 0: off; the paper uses 2 ops at magnitude 9
@@ -103,6 +104,11 @@ class TrainConfig:
         """The student's training input size in ``epoch`` (0-based)."""
         schedule = self.img_size_schedule
         return schedule[epoch] if epoch < len(schedule) else self.img_size
+
+    def token_keep_at(self, epoch: int) -> float:
+        """The fraction of patch tokens each training image keeps in ``epoch`` (0-based)."""
+        schedule = self.token_keep_schedule
+        return schedule[epoch] if epoch < len(schedule) else self.token_keep
 
     @property
     def scaled_lr(self) -> float:
@@ -170,12 +176,13 @@ PRESETS["seed"] = {**PRESETS["paper"], "epochs": 20, "warmup_epochs": 2}
 def stretched(preset: dict[str, Any], factor: int) -> dict[str, Any]:
     """``preset`` trained ``factor`` times as long: every epoch count, phase and warm-up × factor.
 
-    Each entry of the resolution schedule is repeated ``factor`` times, so the
-    run spends the same fraction of its epochs at each size; the learning rate
+    Each entry of the resolution and token schedules is repeated ``factor`` times, so
+    the run spends the same fraction of its epochs at each setting; the learning rate
     schedule (cosine over the epochs, warm-up fraction) keeps its shape.
     """
-    schedule = tuple(size for size in preset.get("img_size_schedule", ()) for _ in range(factor))
-    stretched = {**preset, "epochs": preset["epochs"] * factor, "img_size_schedule": schedule}
+    stretched = {**preset, "epochs": preset["epochs"] * factor}
+    for key in ("img_size_schedule", "token_keep_schedule"):
+        stretched[key] = tuple(value for value in preset.get(key, ()) for _ in range(factor))
     if "warmup_epochs" in preset:
         stretched["warmup_epochs"] = preset["warmup_epochs"] * factor
     return stretched
@@ -292,8 +299,9 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {config.device!r}")
     if not 0 <= config.random_erasing <= 1:
         raise ConfigError(f"random_erasing must be in [0, 1], got {config.random_erasing}")
-    if not 0 < config.token_keep <= 1:
-        raise ConfigError(f"token_keep must be in (0, 1], got {config.token_keep}")
+    for keep in (config.token_keep, *config.token_keep_schedule):
+        if not 0 < keep <= 1:
+            raise ConfigError(f"token_keep must be in (0, 1], got {keep}")
     if not 0 <= config.drop_path_rate < 1:
         raise ConfigError(f"drop_path_rate must be in [0, 1), got {config.drop_path_rate}")
     try:

@@ -325,6 +325,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                 epoch = step // steps
                 loader.set_epoch(epoch)
                 step_model.size = config.img_size_at(epoch)
+                model.token_keep = config.token_keep_at(epoch)
                 offset = step - epoch * steps
                 stats = train_one_epoch(
                     step_model, loader.iter_from(offset), augment, optimizer, lr_at, step,
