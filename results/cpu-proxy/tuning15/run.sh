@@ -22,17 +22,24 @@ declare -A runs=(
   # with the low-resolution start (6 x 16 px, 2 x 24 px, then 32 px); the keep rate applies to
   # every epoch (8 of the 16 tokens at 16 px)
   [lowres-k50-e13]="epochs=13 token_keep=0.5"
+  # few tokens first, every token in the last epoch (token_keep_schedule)
+  [k25x12-k100x1]="epochs=13 img_size_schedule= token_keep_schedule=0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25 token_keep=1.0"
 )
 
-for name in "$@"; do
-  [[ -n "${runs[$name]+x}" ]] || { echo "unknown run $name; known: ${!runs[*]}" >&2; exit 2; }
-  dir=$out/$name
-  if [[ -f $dir/summary.json ]]; then echo "$name: done"; continue; fi
-  if [[ -f $dir/config.json ]]; then
-    deit train --resume "$dir" --data-dir "$data"
-  else
-    sets=(--set validation=true --set threads=1)
-    for kv in ${runs[$name]}; do sets+=(--set "$kv"); done
-    deit train --preset cpu-proxy --out "$dir" --data-dir "$data" "${sets[@]}"
-  fi
-done
+# The loop sits in a function so bash reads it whole before it runs: editing this file while
+# runs are going (to add a run) cannot change what a running copy does next.
+main() {
+  for name in "$@"; do
+    [[ -n "${runs[$name]+x}" ]] || { echo "unknown run $name; known: ${!runs[*]}" >&2; exit 2; }
+    dir=$out/$name
+    if [[ -f $dir/summary.json ]]; then echo "$name: done"; continue; fi
+    if [[ -f $dir/config.json ]]; then
+      deit train --resume "$dir" --data-dir "$data"
+    else
+      sets=(--set validation=true --set threads=1)
+      for kv in ${runs[$name]}; do sets+=(--set "$kv"); done
+      deit train --preset cpu-proxy --out "$dir" --data-dir "$data" "${sets[@]}"
+    fi
+  done
+}
+main "$@"; exit
