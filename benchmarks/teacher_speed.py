@@ -25,7 +25,8 @@ from deit.engine import param_groups
 from deit.hardware import hardware
 from deit.models import create_model
 from deit.models.cnn import fold_batchnorm
-from deit.models.teachers import Teacher, load_teacher
+from deit.models.teacher_files import load_teacher
+from deit.models.teachers import Teacher
 
 
 def best_seconds(fn, repeats: int) -> float:

@@ -18,13 +18,13 @@ from deit.models.cnn import (
     teacher_spec,
 )
 from deit.models.resnet import IMAGENET_MEAN, IMAGENET_STD, TVResNet18, TVResNet50
-from deit.models.teachers import (
+from deit.models.teacher_files import (
     CheckpointError,
-    Teacher,
     check_teacher_fits,
     export_teacher,
     load_teacher,
 )
+from deit.models.teachers import Teacher
 
 STUDENT_MEAN, STUDENT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 DEPTHS = {"tv_resnet18": (2, 2, 2, 2), "tv_resnet34": (3, 4, 6, 3), "tv_resnet50": (3, 4, 6, 3)}

@@ -8,18 +8,10 @@ import torch.nn.functional as F
 
 from deit.config import ConfigError
 from deit.data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize
-from deit.models import create_model
-from deit.models import teachers as teachers_module
+from deit.models import create_model, teacher_files
 from deit.models.cnn import FastCNN, ResNet18, fold_batchnorm, model_from_spec, teacher_spec
-from deit.models.teachers import (
-    CheckpointError,
-    Teacher,
-    evaluate_teacher,
-    export_teacher,
-    load_teacher,
-    predict,
-    tta_logits,
-)
+from deit.models.teacher_files import CheckpointError, export_teacher, load_teacher
+from deit.models.teachers import Teacher, evaluate_teacher, predict, tta_logits
 from deit.teacher_training import (
     AltFlipTranslate,
     Lookahead,
@@ -301,7 +293,7 @@ def test_load_teacher_refuses_a_student_checkpoint(tmp_path):
 
 
 def test_shipped_name_without_weights_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(teachers_module, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(teacher_files, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="not installed"):
         load_teacher("cifar10-teacher")
 

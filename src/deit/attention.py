@@ -22,7 +22,8 @@ from deit.data import load_cifar
 from deit.data.augment import dataset_stats, normalize, resize
 from deit.evaluation import load_student
 from deit.models.deit import VisionTransformer
-from deit.models.teachers import Teacher, load_teacher
+from deit.models.teacher_files import load_teacher
+from deit.models.teachers import Teacher
 
 
 def attention_rollout(maps: list[torch.Tensor]) -> torch.Tensor:

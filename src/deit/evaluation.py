@@ -21,13 +21,13 @@ from deit.distributed import World
 from deit.inputs import decode_all, load_inputs
 from deit.models import create_model
 from deit.models.deit import VisionTransformer
-from deit.models.teachers import (
+from deit.models.teacher_files import (
     SHIPPED_TEACHERS,
     CheckpointError,
-    evaluate_teacher,
     load_teacher,
     load_weights,
 )
+from deit.models.teachers import evaluate_teacher
 
 
 def _student_payload(path: Path) -> dict[str, Any] | None:

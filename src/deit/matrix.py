@@ -57,7 +57,7 @@ def run_config(base: TrainConfig, run: Run, seed: int) -> TrainConfig:
 
 def _teacher_path(out: Path, base: TrainConfig, preset: str) -> str:
     """Train (or resume) a teacher in ``out/teacher`` and export it; return its file."""
-    from deit.models.teachers import export_teacher
+    from deit.models.teacher_files import export_teacher
     from deit.teacher_training import TeacherConfig, train_teacher
 
     where = out / "teacher"

@@ -23,7 +23,8 @@ from deit.ema import ModelEMA
 from deit.engine import ResizeInput, cosine_lr, count_correct, param_groups, train_one_epoch
 from deit.inputs import RunInputs, load_inputs
 from deit.models import create_model, describe_model
-from deit.models.teachers import Teacher, check_teacher_fits, load_teacher, predict
+from deit.models.teacher_files import check_teacher_fits, load_teacher
+from deit.models.teachers import Teacher, predict
 from deit.pretrained import load_pretrained, read_pretrained
 from deit.rundir import RunDir, RunFailed, RunInterrupted, StopOnSignal, open_run
 

@@ -1,7 +1,8 @@
 """Students (DeiT vision transformers) and the name-based model registry.
 
-The CNN teachers live in :mod:`deit.models.cnn` (the architectures) and
-:mod:`deit.models.teachers` (loading, wrapping, evaluating a trained one).
+The CNN teachers live in :mod:`deit.models.cnn` (the architectures),
+:mod:`deit.models.teacher_files` (loading, checking, exporting a trained one)
+and :mod:`deit.models.teachers` (wrapping, predicting, evaluating it).
 """
 
 from .deit import HEADS, VisionTransformer

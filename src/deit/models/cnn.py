@@ -4,8 +4,9 @@ A teacher is only as good as its inputs, so every architecture here carries
 its own input normalisation (``mean``, ``std``) and resolution
 (``img_size``); :func:`teacher_spec` records them with the architecture's
 settings and :func:`model_from_spec` rebuilds the network from that record.
-Using a trained teacher (loading it, feeding it a student's batches,
-predicting, evaluating, exporting) is :mod:`deit.models.teachers`.
+Using a trained teacher (feeding it a student's batches, predicting,
+evaluating) is :mod:`deit.models.teachers`; loading, checking and exporting
+its weights is :mod:`deit.models.teacher_files`.
 
 Two architectures:
 

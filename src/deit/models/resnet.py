@@ -6,7 +6,7 @@ definition (He et al. 2016, "v1.5": a Bottleneck strides on its 3×3 conv)
 written again here, with the same module and parameter names (``conv1``,
 ``bn1``, ``layerN.M.{conv,bn}{1,2,3}``, ``layerN.0.downsample.{0,1}``, ``fc``),
 so a torchvision checkpoint, or a fine-tune of one with any number of classes,
-loads with ``strict=True`` (:func:`deit.models.teachers.load_teacher`).
+loads with ``strict=True`` (:func:`deit.models.teacher_files.load_teacher`).
 
 The architecture names are ``tv_resnet18``, ``tv_resnet34`` and ``tv_resnet50``:
 ``tv_`` says "exactly torchvision's model and names" (the prefix timm gave its

@@ -6,7 +6,7 @@ the CIFAR ResNet-18's ``shortcut``/``linear``. :func:`load_weights` undoes
 those and loads strictly, or raises a :class:`~deit.checkpoint.CheckpointError`
 that names every missing, unexpected and mis-shaped key.
 :func:`head_classes` reads the class count a bare state dict's head predicts.
-Used by :mod:`deit.models.teachers` (which re-exports ``load_weights``).
+Used by :mod:`deit.models.teacher_files` (which re-exports ``load_weights``).
 """
 
 from __future__ import annotations
