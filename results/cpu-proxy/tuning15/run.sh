@@ -19,6 +19,7 @@ declare -A runs=(
   [k75-e7]="epochs=7 img_size_schedule= token_keep=0.75"
   [k50-e9]="epochs=9 img_size_schedule= token_keep=0.5"
   [k25-e15]="epochs=15 img_size_schedule= token_keep=0.25"
+  [k12-e20]="epochs=20 img_size_schedule= token_keep=0.125"
   # with the low-resolution start (6 x 16 px, 2 x 24 px, then 32 px); the keep rate applies to
   # every epoch (8 of the 16 tokens at 16 px)
   [lowres-k50-e13]="epochs=13 token_keep=0.5"
