@@ -5,15 +5,17 @@ data) of the micro student at 32 px keeping half the tokens and at 16 px with al
 eager and compiled, interleaved; prints the warm-up time (which holds the compile) and the
 median step.
 
-    python benchmarks/compile/compile_step.py [THREADS]
+    python benchmarks/compile_step.py [THREADS]
+
+(Output of 2026-11-30: benchmarks/compile/cpu-2026-11-30.txt.)
 """
 
+import argparse
 import statistics
-import sys
 import time
 
 import torch
-import torch.nn.functional as F
+from token_drop import step_seconds  # this folder's token-drop benchmark: the same step
 
 from deit.models import create_model
 
@@ -24,22 +26,14 @@ def make_step(size: int, keep: float, compiled: bool):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     forward = torch.compile(model) if compiled else model
     x, y = torch.randn(128, 3, size, size), torch.randint(0, 10, (128,))
-
-    def step() -> float:
-        start = time.perf_counter()
-        cls, dist = forward(x)
-        loss = F.cross_entropy(cls, y) + F.cross_entropy(dist, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return time.perf_counter() - start
-
-    return step
+    return lambda: step_seconds(forward, optimizer, x, y)
 
 
 def main() -> None:
     """Warm up (compile) each case, then time them in interleaved rounds."""
-    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("threads", type=int, nargs="?", default=1)
+    torch.set_num_threads(parser.parse_args().threads)
     torch.manual_seed(0)
     cases = [(size, keep, c) for size, keep in ((32, 0.5), (16, 1.0)) for c in (False, True)]
     steps, times = {}, {case: [] for case in cases}
