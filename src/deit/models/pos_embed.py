@@ -8,13 +8,10 @@ class and distillation tokens' entries stay as they are.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from .deit import VisionTransformer
+from torch import nn
 
 
 def resample_pos_embed(
@@ -56,8 +53,11 @@ def resample_pos_embed(
     return torch.cat([prefix, grid.to(pos_embed.dtype)], dim=1)
 
 
-def adapt_pos_embed(state_dict: dict, model: VisionTransformer) -> dict:
+def adapt_pos_embed(state_dict: dict, model: nn.Module) -> dict:
     """A copy of ``state_dict`` whose ``pos_embed`` is resampled to ``model``'s patch grid.
+
+    ``model`` is a :class:`~deit.models.deit.VisionTransformer` (anything with its
+    ``pos_embed``, ``patch_embed.grid_size`` and ``num_prefix_tokens``).
 
     Lets weights trained at one image or patch size load (``strict=True``) into a model built
     for another, e.g. to fine-tune at a higher resolution; other entries are left as they are.
