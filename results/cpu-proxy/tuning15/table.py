@@ -77,11 +77,15 @@ def main() -> None:
         )
         curve = " ".join(f"{m['test_top1']['avg']:.1f}" for m in metrics)
         done = (run / "summary.json").is_file()
-        final = f"**{metrics[-1]['test_top1']['avg']:.2f}**" if done else "running"
+        final = f"**{metrics[-1]['test_top1']['avg']:.2f}**" if done else "unfinished"
         ema = metrics[-1].get("test_top1_ema") if done else None
         ema_cell = f"{ema['avg']:.2f}" if ema else "–"
         name = f"{run.name} (the preset, issue 5)" if run == BASELINE else run.name
-        lines.append(f"| {name} | {changes(config, preset)} | {cost(config) / unit:.2f} | "
+        try:
+            relative = f"{cost(config) / unit:.2f}"
+        except KeyError:  # a keep rate or size the step benchmark has not measured
+            relative = "–"
+        lines.append(f"| {name} | {changes(config, preset)} | {relative} | "
                      f"{curve} | {final} | {ema_cell} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
     print(text)
