@@ -180,12 +180,12 @@ def stretched(preset: dict[str, Any], factor: int) -> dict[str, Any]:
     the run spends the same fraction of its epochs at each setting; the learning rate
     schedule (cosine over the epochs, warm-up fraction) keeps its shape.
     """
-    stretched = {**preset, "epochs": preset["epochs"] * factor}
+    longer = {**preset, "epochs": preset["epochs"] * factor}
     for key in ("img_size_schedule", "token_keep_schedule"):
-        stretched[key] = tuple(value for value in preset.get(key, ()) for _ in range(factor))
+        longer[key] = tuple(value for value in preset.get(key, ()) for _ in range(factor))
     if "warmup_epochs" in preset:
-        stretched["warmup_epochs"] = preset["warmup_epochs"] * factor
-    return stretched
+        longer["warmup_epochs"] = preset["warmup_epochs"] * factor
+    return longer
 
 
 # The cpu-proxy recipe three times as long (about 90 minutes per student on 2 cores): does
