@@ -139,6 +139,7 @@ def test_resume_uses_the_saved_config_and_refuses_run_shaping_flags(
     assert main(["train", "--out", out, "--data-dir", str(cifar_dir), *tiny]) == 0
     monkeypatch.delenv("DEIT_DATA", raising=False)  # the saved data_dir must be used
     assert main(["train", "--resume", out]) == 0
+    assert main(["train", "--resume", out, "--set", "eval_every=2"]) == 0  # changes no training
     assert main(["train", "--resume", out, "--epochs", "5"]) == 2
     assert "it cannot change epochs (1 → 5)" in capsys.readouterr().err
 

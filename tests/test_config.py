@@ -54,11 +54,22 @@ def test_overrides_take_the_field_type():
         ("repeated_augmentation=0", "repeated_augmentation must be positive"),
         ("img_size_schedule=16,18", "18 is not a multiple of the patch size 4"),
         ("img_size_schedule=64", "up to the image size 32"),
+        ("eval_every=0", "eval_every must be positive, got 0"),
+        ("eval_every=-2", "eval_every must be positive, got -2"),
+        ("eval_every=2.5", "eval_every: expected int"),
     ],
 )
 def test_bad_overrides_fail_with_a_clear_message(override, message):
     with pytest.raises(ConfigError, match=message):
         validate(apply_overrides(TrainConfig(), [override]))
+
+
+def test_eval_every_is_set_like_any_field_and_defaults_to_each_epoch(tmp_path):
+    assert TrainConfig().eval_every == 1 and from_preset("cpu-long").eval_every == 1
+    config = build_config("cpu-proxy", {}, ["eval_every=3"])
+    assert config.eval_every == 3
+    save_config(config, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == config
 
 
 def test_tuple_fields_take_comma_lists():

@@ -14,6 +14,8 @@ from deit.matrix_table import (
     RUNS,
     TRAINING_ORDER,
     checks,
+    collect,
+    curve_epochs,
     parse_runs,
     results_markdown,
 )
@@ -186,8 +188,8 @@ def fake_training(monkeypatch):
             "hardware": {"cpu": "fake", "threads": 1, "torch": "0"},
         }
         where.mkdir(parents=True, exist_ok=True)
-        curve = [{"test_top1": {k: v - 5 for k, v in top1.items()}, "img_per_s": 100.0}]
-        curve.append({"test_top1": top1, "img_per_s": 120.0})
+        curve = [{"epoch": 1, "test_top1": {k: v - 5 for k, v in top1.items()}, "img_per_s": 100.0}]
+        curve.append({"epoch": 2, "test_top1": top1, "img_per_s": 120.0})
         (where / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in curve))
         (where / "summary.json").write_text(json.dumps(summary))
         return summary
@@ -304,3 +306,36 @@ def test_cli_passes_runs_to_the_api(fake_training, tmp_path, capsys):
     assert main(["reproduce", "--preset", "smoke", "--out", str(tmp_path), "--runs", "ea"]) == 0
     assert fake_training == ["E", "A"]
     assert "results.md" in capsys.readouterr().out
+
+
+def test_curves_skip_unevaluated_epochs_and_plot_each_point_at_its_epoch(tmp_path, monkeypatch):
+    """eval_every leaves lines with test_top1 None: no point, and the others keep their epoch."""
+    lines = [{"epoch": 1, "test_top1": None, "img_per_s": 90.0},
+             {"epoch": 2, "test_top1": {"cls": 40.0}, "img_per_s": 100.0},
+             {"epoch": 3, "test_top1": {"cls": 50.0}, "img_per_s": 110.0}]  # fmt: skip
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A" / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    summary = {"student": "s", "test_top1": {"cls": 50.0}, "distillation": "none",
+               "teacher_agreement": None, "evaluated_on": "test", "epochs": 3, "wall_seconds": 6.0,
+               "hardware": {"cpu": "fake", "threads": 1, "torch": "0"}}  # fmt: skip
+    results = collect(tmp_path, "smoke", {("A", 0): summary}, 1, ["deit"], runs="A")
+    run = results["runs"][0]
+    assert run["curve"] == [40.0, 50.0] and run["curve_epochs"] == [2, 3]
+    assert run["img_per_s"] == 100.0  # every epoch trained, evaluated or not
+    old = {k: v for k, v in run.items() if k != "curve_epochs"}  # a results.json of before
+    assert curve_epochs(run) == [2, 3] and curve_epochs(old) == [1, 2]
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from deit.plots import plot_curves
+
+    plotted, real_plot = [], Axes.plot
+
+    def recording_plot(ax, x, y, *args, **kwargs):
+        plotted.append((list(x), y))
+        return real_plot(ax, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", recording_plot)
+    plot_curves({**results, "runs": [run, old]}, tmp_path / "curves.png")
+    assert plotted == [([2, 3], [40.0, 50.0]), ([1, 2], [40.0, 50.0])]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"

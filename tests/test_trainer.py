@@ -190,3 +190,37 @@ def test_a_checkpoint_of_another_process_count_is_refused():
     state = {"config": {"student": config.student}, "ranks": [{}, {}]}
     with pytest.raises(ConfigError, match=r"written by 2 process\(es\); resume it with as many"):
         trainer._restore({}, state, config, World())
+
+
+def test_eval_every_evaluates_every_nth_epoch_and_the_last(
+    cifar_dir, tmp_path, monkeypatch, capsys
+):
+    """eval_every=2 of 3 epochs: epochs 2 and 3 evaluated; epoch 1's line says None."""
+    evaluated = []  # each model evaluated: the student or its EMA
+    real_evaluate = trainer._evaluate_all
+
+    def counting_evaluate(model, *args, **kwargs):
+        evaluated.append(model)
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_evaluate_all", counting_evaluate)
+    config = from_preset(
+        "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=3, train_size=128,
+        test_size=64, threads=1, ema_decay=0.9, eval_every=2,
+    )  # fmt: skip
+    summary = trainer.train(config, tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3]
+    assert len(evaluated) == 4, "student and EMA, after epochs 2 and 3 only"
+    first, *rest = lines
+    assert first["test_top1"] is None and first["teacher_agreement"] is None
+    assert first["test_top1_ema"] is None
+    assert first["train_loss"] > 0 and first["img_per_s"] > 0 and first["lr"] > 0
+    for m in rest:
+        assert set(m["test_top1"]) == {"cls", "dist", "avg"} and m["teacher_agreement"] is not None
+        assert set(m["test_top1_ema"]) == {"cls", "dist", "avg"}
+    assert summary["test_top1"] == lines[-1]["test_top1"]
+    assert summary["test_top1_ema"] == lines[-1]["test_top1_ema"]
+    assert summary["teacher_agreement"] == lines[-1]["teacher_agreement"]
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(shown) == 3 and "%" not in shown[0] and "avg" in shown[1] and "avg" in shown[2]

@@ -23,6 +23,8 @@ import json
 import statistics
 from pathlib import Path
 
+from deit.matrix_table import curve_epochs
+
 GAPS = (("E", "A"), ("B", "A"), ("E", "B"))
 RUNS = "ABE"
 
@@ -115,7 +117,7 @@ def plot(short: dict, long: dict, path: Path) -> None:
         for run in matrix["runs"]:
             if run["run"] not in RUNS:
                 continue
-            x = [(e + 1) / unit for e in range(len(run["curve"]))]
+            x = [e / unit for e in curve_epochs(run)]  # evaluated epochs only (eval_every)
             label = f"{run['run']}, {budget}" if run["seed_index"] == 0 else None
             ax.plot(x, run["curve"], style, color=colours[run["run"]], alpha=0.9 if label else 0.45,
                     label=label)  # fmt: skip

@@ -77,6 +77,7 @@ class TrainConfig:
     train_size: int = 0  # 0: the whole training set; else its first N images
     test_size: int = 0  # 0: the whole test set
     validation: bool = False  # evaluate on a held-out training slice, not the test set
+    eval_every: int = 1  # evaluate after every N-th epoch and after the last; 1: each
     seed: int = 0  # weights, order and augmentation
     threads: int = 0  # 0: all cores
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
@@ -279,7 +280,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     name, so that the saved ``config.json`` says which model was trained; older configs
     (0s, or a name plus size overrides) load and build the same model as before.
     """
-    positive = ("epochs", "batch_size", "lr", "repeated_augmentation")
+    positive = ("epochs", "batch_size", "lr", "repeated_augmentation", "eval_every")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")

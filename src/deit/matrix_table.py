@@ -167,6 +167,7 @@ def collect(
         for i in range(seeds):
             summary = summaries[(run.name, i)]
             metrics = _metrics(run_dir(out, run, i))
+            evaluated = [m for m in metrics if m["test_top1"] is not None]  # eval_every skips
             records.append(
                 {
                     "run": run.name,
@@ -180,7 +181,8 @@ def collect(
                     "teacher_agreement": summary["teacher_agreement"],
                     "seconds": summary["wall_seconds"],
                     "img_per_s": statistics.mean(m["img_per_s"] for m in metrics),
-                    "curve": [_default_head(m["test_top1"]) for m in metrics],
+                    "curve": [_default_head(m["test_top1"]) for m in evaluated],
+                    "curve_epochs": [m["epoch"] for m in evaluated],
                 }
             )
     first = summaries[(teacher_run or next(n for n in TRAINING_ORDER if n in runs), 0)]
@@ -202,6 +204,11 @@ def collect(
 def _default_head(top1: dict[str, float]) -> float:
     """The accuracy a user gets from the model as is: ``avg`` if distilled, else ``cls``."""
     return top1.get("avg", top1["cls"])
+
+
+def curve_epochs(run: dict) -> list[int]:
+    """The epoch of each point of a run record's ``curve`` (1, 2, … in older results.json)."""
+    return run["curve_epochs"] if "curve_epochs" in run else list(range(1, len(run["curve"]) + 1))
 
 
 def checks(rows: list[dict]) -> dict[str, bool]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import matplotlib
 import torch
 
+from deit.matrix_table import curve_epochs
+
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -19,12 +21,13 @@ def plot_curves(results: dict, path: Path) -> None:
     """Test top-1 per epoch, one colour per run (the default head: avg if distilled, else cls).
 
     Repeats of a run with other seeds share its colour, dashed and unlabelled,
-    so the legend stays one line per run however many seeds there are.
+    so the legend stays one line per run however many seeds there are. Each
+    point sits at its epoch (a run with ``eval_every`` above 1 has fewer points).
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colours: dict[str, str] = {}
     for run in results["runs"]:
-        epochs = range(1, len(run["curve"]) + 1)
+        epochs = curve_epochs(run)
         first = run["run"] not in colours
         colour = colours.setdefault(run["run"], f"C{len(colours)}")
         label = f"{run['run']}: {run['description']}" if first else None

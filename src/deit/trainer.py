@@ -2,8 +2,8 @@
 
 What is the student's own: its data on the device, the teacher that labels
 its augmented batches, AdamW with warm-up and cosine decay, model EMA, and
-the evaluation of every head after each epoch. Where files go, resume and
-stop are the run engine's.
+the evaluation of every head after each epoch (or every ``eval_every``-th and
+the last). Where files go, resume and stop are the run engine's.
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ FREE_ON_RESUME = (
     "checkpoint_every",
     "workers",
     "skip_bad_files",
+    "eval_every",
 )
 """Settings a resumed run may change: where the data is, threads, checkpoint frequency,
-loader processes, and whether to skip a file that cannot be decoded."""
+loader processes, whether to skip a file that cannot be decoded, and how often to evaluate
+(none of them changes what is trained)."""
 
 
 def _zero_stats() -> dict[str, float]:
@@ -82,27 +84,19 @@ def _restore(run: dict, state: dict, config: TrainConfig, world: World) -> tuple
     return state["step"], state["partial"]
 
 
-def _epoch_record(epoch: int, lr: float, sums: dict, top1: dict) -> dict:
-    """One line of metrics.jsonl."""
-    agreement = top1.pop("agreement", None)
-    return {
-        "epoch": epoch + 1,
-        "lr": lr,
-        "train_loss": sums["loss_sum"] / sums["images"],
-        "test_top1": top1,
-        "teacher_agreement": agreement,
-        "seconds": sums["seconds"],
-        "img_per_s": sums["images"] / sums["seconds"],
-    }
+def _epoch_record(epoch: int, lr: float, sums: dict, top1: dict | None) -> dict:
+    """One line of metrics.jsonl; ``top1`` None (and so the agreement): not evaluated."""
+    agreement = top1.pop("agreement", None) if top1 else None
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": sums["loss_sum"] / sums["images"],
+            "test_top1": top1, "teacher_agreement": agreement, "seconds": sums["seconds"],
+            "img_per_s": sums["images"] / sums["seconds"]}  # fmt: skip
 
 
 def _print_epoch(record: dict, epochs: int) -> None:
-    """The one line per epoch shown under the progress bar."""
-    heads = "  ".join(f"{k} {v:.2f}%" for k, v in record["test_top1"].items())
-    tqdm.write(
-        f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  {heads}  "
-        f"{record['img_per_s']:.0f} img/s"
-    )
+    """The one line per epoch shown under the progress bar (no accuracies if not evaluated)."""
+    heads = [f"{k} {v:.2f}%" for k, v in (record["test_top1"] or {}).items()]
+    tqdm.write("  ".join([f"epoch {record['epoch']}/{epochs}", f"loss {record['train_loss']:.4f}",
+                          *heads, f"{record['img_per_s']:.0f} img/s"]))  # fmt: skip
 
 
 def build_teacher(
@@ -195,7 +189,9 @@ def train(
     ``config.teacher``, which sees exactly the student's augmented batch
     through its own normalisation. Every head of the student is evaluated on
     the test set (or, with ``config.validation``, on a held-out slice of the
-    training set) after each epoch, with the teacher–student agreement.
+    training set) after each epoch, with the teacher–student agreement; with
+    ``config.eval_every`` N, after every N-th epoch and the last only (the
+    other epochs' metrics lines have ``test_top1`` None).
 
     ``out`` follows the run rules of :mod:`deit.rundir`: a directory that
     already holds a run is refused (``overwrite=True`` replaces it), and a
@@ -341,14 +337,17 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                     if interrupted:
                         raise RunInterrupted(run.path, step, total, run.resume_with)
                     continue
-                top1 = _evaluate_all(model, inputs, world, reference=teacher_pred, **evaluation)
+                top1 = ema_top1 = None  # not evaluated: not an eval_every-th epoch nor the last
+                if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+                    top1 = _evaluate_all(model, inputs, world, reference=teacher_pred,
+                                         **evaluation)  # fmt: skip
+                    if ema is not None:
+                        ema_top1 = _evaluate_all(ema.module, inputs, world, **evaluation)
                 record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
                 if ema is not None:
-                    record["test_top1_ema"] = _evaluate_all(ema.module, inputs, world,
-                                                            **evaluation)  # fmt: skip
-                run.append_metrics(
-                    record
-                )  # the line first: a resume drops lines the checkpoint lacks
+                    record["test_top1_ema"] = ema_top1
+                # The line first: a resume drops lines the checkpoint lacks.
+                run.append_metrics(record)
                 partial = _zero_stats()
                 save(step, partial)
                 if world.is_main:

@@ -2,13 +2,13 @@
 
 For the preset's own tuning run (../tuning/t5) and each run under this folder: what it
 changes from the cpu-proxy preset, its epochs, its training cost and the validation top-1
-(avg head) by epoch, at the end, and of the weights' EMA where it was kept. Cost is in units
-of the cpu-proxy preset's training compute: each epoch's student step time at its image size
-and keep rate (benchmarks/token_drop, idle machine, 2 threads, batch 128) plus the teacher,
-data and optimizer time that every step pays (81 ms: the bf16 teacher's 73.4 ms, data 2.3 ms
-and AdamW about 5 ms, from the step breakdown in benchmarks/RESULTS.md), summed over the
-epochs, divided by the preset's sum. Batch 64 is costed as batch 128 (its own step time is
-not in the benchmark).
+(avg head) by epoch ("–": not evaluated, see eval_every), at the end, and of the weights' EMA
+where it was kept. Cost is in units of the cpu-proxy preset's training compute: each epoch's
+student step time at its image size and keep rate (benchmarks/token_drop, idle machine, 2
+threads, batch 128) plus the teacher, data and optimizer time that every step pays (81 ms: the
+bf16 teacher's 73.4 ms, data 2.3 ms and AdamW about 5 ms, from the step breakdown in
+benchmarks/RESULTS.md), summed over the epochs, divided by the preset's sum. Batch 64 is costed
+as batch 128 (its own step time is not in the benchmark).
 
     python results/cpu-proxy/tuning15/table.py [--out table.md]
 """
@@ -27,7 +27,7 @@ BASELINE = HERE.parent / "tuning" / "t5"  # the preset itself, tuned for issue 5
 SHARED_MS = 73.4 + 2.3 + 5.0  # teacher (bf16), data and augmentation, optimizer per step
 SHOWN = ("epochs", "img_size_schedule", "token_keep", "token_keep_schedule", "batch_size", "lr",
          "weight_decay", "label_smoothing", "ema_decay", "embed_dim", "depth", "num_heads",
-         "distillation_alpha", "distillation_tau", "warmup_epochs")  # fmt: skip
+         "distillation_alpha", "distillation_tau", "warmup_epochs", "eval_every")  # fmt: skip
 
 
 def step_ms(size: int, keep: float) -> float:
@@ -75,7 +75,7 @@ def main() -> None:
         metrics = (
             [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
         )
-        curve = " ".join(f"{m['test_top1']['avg']:.1f}" for m in metrics)
+        curve = " ".join(f"{m['test_top1']['avg']:.1f}" if m["test_top1"] else "–" for m in metrics)
         done = (run / "summary.json").is_file()
         final = f"**{metrics[-1]['test_top1']['avg']:.2f}**" if done else "unfinished"
         ema = metrics[-1].get("test_top1_ema") if done else None

@@ -50,7 +50,7 @@ def _add_run_args(parser: argparse.ArgumentParser, epochs_help: str) -> None:
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a DeiT student on CIFAR and evaluate every head each epoch",
+        help="train a DeiT student and evaluate every head after each epoch (or every eval_every)",
         description="Train a DeiT student on CIFAR, on labels alone or distilled from a "
         "teacher that sees its own inputs. Writes OUT/config.json, OUT/metrics.jsonl (one line "
         "per epoch), OUT/checkpoint.pt (every epoch and on Ctrl-C) and OUT/summary.json; an "
