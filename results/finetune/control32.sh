@@ -8,7 +8,7 @@
 set -euo pipefail
 DATA_DIR=${1:-../shared/data}
 HERE=results/finetune
-CHECKPOINT=results/cpu-proxy/E/checkpoint.pt
+CHECKPOINT=results/cpu-proxy/matrix-2026-11-27/E/checkpoint.pt
 
 rm -rf "$HERE/E32"
 deit finetune --checkpoint "$CHECKPOINT" --img-size 32 --preset cpu-proxy --epochs 2 \

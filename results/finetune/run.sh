@@ -7,7 +7,7 @@
 set -euo pipefail
 DATA_DIR=${1:-../shared/data}
 HERE=results/finetune
-CHECKPOINT=results/cpu-proxy/E/checkpoint.pt
+CHECKPOINT=results/cpu-proxy/matrix-2026-11-27/E/checkpoint.pt
 
 # Before: the checkpoint as trained (32 px), and the same weights at 48 px with the position
 # embedding resampled and no training.
