@@ -178,7 +178,16 @@ def test_an_old_cpu_proxy_config_with_the_old_name_loads_as_recorded(recorded, s
     assert arch["size"] == ("micro" if size == (128, 6, 4) else "tiny")
 
 
-@pytest.mark.parametrize("run", ["A", "E", "A.seed1", "tuning/t5", "../finetune/E48"])
+@pytest.mark.parametrize(
+    "run",
+    [
+        "matrix-2026-11-27/A",
+        "matrix-2026-11-27/E",
+        "matrix-2026-11-27/A.seed1",
+        "tuning/t5",
+        "../finetune/E48",
+    ],
+)
 def test_committed_run_configs_still_load_and_name_micro(run):
     path = RESULTS / "cpu-proxy" / run / "config.json"
     config = load_config(path)

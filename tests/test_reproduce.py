@@ -151,6 +151,7 @@ def test_checks_follow_the_issue_targets():
 # --- a subset of the runs (--runs), with the training faked: no data, no model -----------------
 
 REPO = Path(__file__).resolve().parents[1]
+OLD_MATRIX = REPO / "results" / "cpu-proxy" / "matrix-2026-11-27"  # the issue-5 preset's matrix
 # Test top-1 per run and head of the fake training: E best, C above A.
 FAKE_TOP1 = {
     "A": {"cls": 60.0},
@@ -276,7 +277,7 @@ def test_more_runs_later_train_only_the_missing_ones(fake_training, tmp_path):
 
 
 def test_a_reproduce_json_without_runs_counts_as_all_five(tmp_path):
-    old = (REPO / "results" / "cpu-proxy" / "reproduce.json").read_text()
+    old = (OLD_MATRIX / "reproduce.json").read_text()
     assert "runs" not in json.loads(old)
     (tmp_path / "reproduce.json").write_text(old)
     record = json.loads(old) | {"runs": "ABCDE", "command": ["deit", "reproduce"]}
@@ -287,7 +288,7 @@ def test_a_reproduce_json_without_runs_counts_as_all_five(tmp_path):
 
 
 def test_old_results_without_runs_trained_render_as_all_five():
-    results = json.loads((REPO / "results" / "cpu-proxy" / "results.json").read_text())
+    results = json.loads((OLD_MATRIX / "results.json").read_text())
     results.pop("runs_trained", None)
     text = results_markdown(results)
     assert "Only runs" not in text and "teacher `" in text
