@@ -65,7 +65,7 @@ def test_bad_overrides_fail_with_a_clear_message(override, message):
 
 
 def test_eval_every_is_set_like_any_field_and_defaults_to_each_epoch(tmp_path):
-    assert TrainConfig().eval_every == 1 and from_preset("cpu-long").eval_every == 1
+    assert TrainConfig().eval_every == 1 and from_preset("cpu-long").eval_every == 3
     config = build_config("cpu-proxy", {}, ["eval_every=3"])
     assert config.eval_every == 3
     save_config(config, tmp_path / "config.json")
@@ -79,7 +79,9 @@ def test_tuple_fields_take_comma_lists():
 
 
 def test_an_empty_value_clears_a_tuple_field():
-    config = build_config("cpu-proxy", {}, ["img_size_schedule="])
+    config = apply_overrides(
+        from_preset("cpu-proxy", img_size_schedule=(16, 24)), ["img_size_schedule="]
+    )
     assert config.img_size_schedule == ()
     assert [config.img_size_at(e) for e in range(2)] == [32, 32]
 
