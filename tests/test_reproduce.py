@@ -15,11 +15,11 @@ from deit.matrix_table import (
     TRAINING_ORDER,
     checks,
     collect,
-    curve_epochs,
     parse_runs,
     results_markdown,
 )
 from deit.models import parse_model_name
+from deit.plots import curve_epochs
 
 # The smoke preset cut further: a few steps per run, so the five runs take seconds.
 TINY = ("train_size=512", "test_size=256", "epochs=2", "threads=1")

@@ -23,7 +23,7 @@ import json
 import statistics
 from pathlib import Path
 
-from deit.matrix_table import curve_epochs
+from deit.plots import curve_epochs
 
 GAPS = (("E", "A"), ("B", "A"), ("E", "B"))
 RUNS = "ABE"

@@ -206,11 +206,6 @@ def _default_head(top1: dict[str, float]) -> float:
     return top1.get("avg", top1["cls"])
 
 
-def curve_epochs(run: dict) -> list[int]:
-    """The epoch of each point of a run record's ``curve`` (1, 2, … in older results.json)."""
-    return run["curve_epochs"] if "curve_epochs" in run else list(range(1, len(run["curve"]) + 1))
-
-
 def checks(rows: list[dict]) -> dict[str, bool]:
     """The paper's claims the table can confirm or refute, and the target best row ≥ 70 %.
 

@@ -10,11 +10,14 @@ from pathlib import Path
 import matplotlib
 import torch
 
-from deit.matrix_table import curve_epochs
-
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def curve_epochs(run: dict) -> list[int]:
+    """The epoch of each point of a run record's ``curve`` (1, 2, … in older results.json)."""
+    return run["curve_epochs"] if "curve_epochs" in run else list(range(1, len(run["curve"]) + 1))
 
 
 def plot_curves(results: dict, path: Path) -> None:
