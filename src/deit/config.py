@@ -134,9 +134,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Tuned for accuracy per minute on a 2-core CPU, on a validation split: each student
     # of the matrix in under 30 minutes on the full training set, teacher included.
-    # See results/cpu-proxy/NOTES.md for what was tried and what it gave. Since issue 15 it
-    # trains on a random quarter of the patch tokens for 15 epochs at batch 64 (issue 5's
-    # recipe, 10 epochs from 16 to 32 px at batch 128, is in results/cpu-proxy/matrix-2026-11-27).
+    # See results/cpu-proxy/NOTES.md for what was tried and what it gave (issue 5's recipe,
+    # 10 epochs from 16 to 32 px at batch 128: results/cpu-proxy/matrix-2026-11-27).
     # Its student, micro (128 wide, 6 deep, 4 heads), was recorded before micro had a name
     # as deit_tiny_distilled_patch4_32 with those three sizes as overrides: the same model.
     "cpu-proxy": {
