@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from deit import trainer
+from deit import hardware, trainer
 from deit.config import ConfigError, from_preset
 from deit.models.cnn import FastCNN
 
@@ -46,12 +46,21 @@ def test_a_teacher_with_another_class_count_is_refused(monkeypatch):
 
 
 @pytest.mark.slow
-def test_hard_distillation_run_records_teacher_accuracy_and_agreement(cifar_dir, tmp_path):
+def test_hard_distillation_run_records_teacher_accuracy_and_agreement(
+    cifar_dir, tmp_path, monkeypatch, capsys
+):
+    """A bf16 teacher on a machine without bf16 units still runs, with a one-line warning."""
+    monkeypatch.setattr(hardware, "fast_bf16", lambda device: False)
     config = from_preset(
         "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=1, train_size=512,
-        ema_decay=0.99,
+        ema_decay=0.99, teacher_bf16=True,
     )  # fmt: skip
     summary = trainer.train(config, tmp_path / "run")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "bfloat16" in line]
+    assert warnings == [
+        "warning: teacher_bf16 asked for, but this cpu has no bfloat16 units "
+        "(emulated: slower than float32); --set teacher_bf16=false is faster here"
+    ]
     assert set(summary["test_top1_ema"]) == {"cls", "dist", "avg"}
     assert summary["teacher_top1"] > 90, "the shipped teacher must see its own inputs"
     assert 0 <= summary["teacher_agreement"] <= 100

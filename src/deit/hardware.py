@@ -23,8 +23,41 @@ def hardware(world: Any = None) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     found = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    found["cpu_bf16"] = fast_bf16(torch.device("cpu"))
     if world is not None:
         device = world.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         found |= {"device": name, "processes": world.world_size}
     return found
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products in hardware.
+
+    GPUs from Ampere on do; a CPU does with AVX512-BF16 or AMX tiles. Elsewhere
+    bfloat16 autocast still runs but is emulated, and slower than float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return True  # other backends: trust the user's choice
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def bf16_warning(teacher_bf16: bool, student_bf16: bool, device: torch.device) -> str | None:
+    """A one-line warning when bfloat16 autocast is asked for on a device that emulates it.
+
+    The cpu-proxy preset runs its teacher in bfloat16, which is its fastest
+    setting on CPUs with bf16 units; on a CPU without them the same setting
+    makes every distilled step several times slower (measured in
+    benchmarks/RESULTS.md). The run goes on as configured: the setting is part
+    of the recipe, so changing it is the user's decision.
+    """
+    fields = [name for name, on in (("teacher_bf16", teacher_bf16), ("bf16", student_bf16)) if on]
+    if not fields or fast_bf16(device):
+        return None
+    off = " ".join(f"--set {name}=false" for name in fields)
+    return (
+        f"warning: {' and '.join(fields)} asked for, but this {device.type} has no bfloat16 "
+        f"units (emulated: slower than float32); {off} is faster here"
+    )

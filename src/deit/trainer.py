@@ -9,6 +9,7 @@ the last). Where files go, resume and stop are the run engine's.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from deit.distill import distillation_loss
 from deit.distributed import World, is_main_process, session
 from deit.ema import ModelEMA
 from deit.engine import ResizeInput, cosine_lr, count_correct, param_groups, train_one_epoch
+from deit.hardware import bf16_warning
 from deit.inputs import RunInputs, load_inputs
 from deit.models import create_model, describe_model
 from deit.models.teacher_files import check_teacher_fits, load_teacher
@@ -265,6 +267,9 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
     inputs = load_inputs(config, world)
     num_classes, mean, std = inputs.num_classes, inputs.mean, inputs.std
     teacher = build_teacher(config, num_classes, mean, std, classes=inputs.classes)
+    warning = bf16_warning(teacher is not None and config.teacher_bf16, config.bf16, world.device)
+    if warning and world.is_main:
+        print(warning, file=sys.stderr, flush=True)
     teacher_pred = teacher_top1 = None
     if teacher is not None:
         teacher = teacher.to(world.device)

@@ -16,6 +16,9 @@ data=${DEIT_DATA:-../shared/data}
 # (issue 15), so its old values are set first.
 base="epochs=10 img_size_schedule=16,16,16,16,16,16,24,24 batch_size=128 token_keep=1.0 eval_every=1"
 
+# issue 15's preset, as changes to issue 5's (eval_every stays 1: validation is cheap)
+chosen="epochs=15 img_size_schedule= token_keep=0.25 batch_size=64"
+
 # name -> the changes to issue 5's cpu-proxy preset
 declare -A runs=(
   # token dropping at a fixed budget, every epoch at 32 px (no low-resolution start)
@@ -38,6 +41,13 @@ declare -A runs=(
   [k12-e20-b64]="epochs=20 img_size_schedule= token_keep=0.125 batch_size=64"
   # lighter regularisation (everything is under-fitted): no label smoothing, weight decay 0.02
   [k25-e15-b64-light]="epochs=15 img_size_schedule= token_keep=0.25 batch_size=64 label_smoothing=0.0 weight_decay=0.02"
+  # Does the distillation token itself cost accuracy? The chosen preset (keep 0.25, 15 epochs,
+  # batch 64) on labels only, without a teacher: the plain student (run A's model) against the
+  # distilled student training both heads on the labels; seeds 0 and 1
+  [labels-1tok]="$chosen student=deit_micro_patch4_32 distillation=none"
+  [labels-2tok]="$chosen distillation=none"
+  [labels-1tok-s1]="$chosen student=deit_micro_patch4_32 distillation=none seed=1"
+  [labels-2tok-s1]="$chosen distillation=none seed=1"
 )
 
 # The loop sits in a function so bash reads it whole before it runs: editing this file while
