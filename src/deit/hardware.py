@@ -49,9 +49,9 @@ def bf16_warning(teacher_bf16: bool, student_bf16: bool, device: torch.device) -
 
     The cpu-proxy preset runs its teacher in bfloat16, which is its fastest
     setting on CPUs with bf16 units; on a CPU without them the same setting
-    makes every distilled step several times slower (measured in
-    benchmarks/RESULTS.md). The run goes on as configured: the setting is part
-    of the recipe, so changing it is the user's decision.
+    makes every distilled step slower than a float32 teacher would. The run
+    goes on as configured: the setting is part of the recipe, so changing it
+    is the user's decision.
     """
     fields = [name for name, on in (("teacher_bf16", teacher_bf16), ("bf16", student_bf16)) if on]
     if not fields or fast_bf16(device):
