@@ -20,7 +20,8 @@ is what ``build_loss`` does inside one call.
 
 ``--set`` changes the preset as in ``deit train`` (e.g. ``--set teacher_bf16=true``);
 with an ``img_size_schedule`` the student's steps run at its first size (the teacher
-still sees the full-resolution view, as in training).
+still sees the full-resolution view, as in training), and with ``token_keep`` on the
+first epoch's share of the patch tokens.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def time_steps(config: TrainConfig, steps: int, warmup: int) -> dict[str, list[f
     teacher = build_teacher(config, data.num_classes, mean, std)
     model = create_model(
         config.student, num_classes=data.num_classes, drop_path_rate=config.drop_path_rate,
-        dynamic_img_size=bool(config.img_size_schedule), **config.model_overrides(),
+        dynamic_img_size=bool(config.img_size_schedule), token_keep=config.token_keep_at(0),
+        **config.model_overrides(),
     ).train()  # fmt: skip
     loader = BatchLoader(data.train_images, data.train_labels, config.batch_size, seed=0,
                          repeats=config.repeated_augmentation)  # fmt: skip
@@ -108,7 +110,8 @@ def main() -> None:
           f"({config.student}, embed {config.embed_dim or 'default'}, depth "
           f"{config.depth or 'default'}, batch {config.batch_size}, {config.distillation} "
           f"distillation{''.join(' · ' + o for o in args.overrides)}, input "
-          f"{config.img_size_at(0)} px) · median of {args.steps} real steps after "
+          f"{config.img_size_at(0)} px, token keep {config.token_keep_at(0)}) · median of "
+          f"{args.steps} real steps after "
           f"{args.warmup} warm-up\n")  # fmt: skip
     print("| phase | ms/step | share |")
     print("|---|---:|---:|")
