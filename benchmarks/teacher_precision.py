@@ -1,12 +1,13 @@
 """How much the shipped teacher's predictions change when it runs under bf16 autocast.
 
-The cpu-proxy preset runs its teacher under bf16 autocast (``teacher_bf16=true``), which is
-half the cost on a CPU with bf16 units and about three times the cost on one without (the
-units are emulated). On such a CPU a distilled run can use ``teacher_bf16=false`` instead;
-this measures what that changes in what the student is taught: on real CIFAR-10 images
-(the test set and the first ``--train-images`` training images, unaugmented), the share of
-images whose hard label (argmax) differs, the mean total-variation distance between the two
-softmax outputs (what the soft-target student B learns from), and each version's test top-1.
+The cpu-proxy preset runs its teacher under bf16 autocast (``teacher_bf16=true``), which
+is half the cost on a CPU with bf16 units and about four times the cost on one without
+(the units are emulated; benchmarks/RESULTS.md). On such a CPU a distilled run can use
+``teacher_bf16=false`` instead; this measures what that changes in what the student is
+taught: on real CIFAR-10 images (the test set and the first ``--train-images`` training
+images, unaugmented), the share of images whose hard label (argmax) differs, the mean
+total-variation distance between the two softmax outputs (what the soft-target student B
+learns from), and each version's test top-1.
 
     python benchmarks/teacher_precision.py [--data-dir D] [--train-images N]
 """
@@ -27,7 +28,11 @@ from deit.models.teachers import Teacher
 
 
 def logits_of(teacher: Teacher, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """The teacher's fp32 logits on uint8 ``images``, in batches."""
+    """The teacher's fp32 logits on uint8 ``images``, in batches.
+
+    Through the :class:`Teacher` wrapper, whose forward applies its bf16 autocast;
+    ``deit.models.teachers.predict`` runs the folded network directly and would not.
+    """
     parts = [
         teacher(normalize(images[i : i + batch], CIFAR10_MEAN, CIFAR10_STD))
         for i in range(0, len(images), batch)
