@@ -191,7 +191,7 @@ def stretched(preset: dict[str, Any], factor: int) -> dict[str, Any]:
     return longer
 
 
-# The cpu-proxy recipe three times as long (about 90 minutes per student on 2 cores): does
+# The cpu-proxy recipe three times as long (40-101 minutes per student on 2 cores, measured): does
 # distillation's advantage grow with training length? See results/cpu-long/.
 PRESETS["cpu-long"] = stretched(PRESETS["cpu-proxy"], 3)
 
