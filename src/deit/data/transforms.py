@@ -107,14 +107,26 @@ def eval_image(path: str, size: int, crop_pct: float = 0.875) -> torch.Tensor:
     short = int(size / crop_pct)
     header = _header_size(path)
     image = open_rgb(path, (short, short) if header else None)
-    width, height = header or image.size
+    return to_tensor(eval_crop(image, size, crop_pct, header))
+
+
+def eval_crop(
+    image: Image.Image, size: int, crop_pct: float = 0.875, original: tuple[int, int] | None = None
+) -> Image.Image:
+    """:func:`eval_image`'s view of an RGB image already decoded (``deit.load``'s preprocess).
+
+    ``original`` is the (width, height) the image had before a draft-mode
+    decode, from which the resized size is computed (default: its own size).
+    """
+    short = int(size / crop_pct)
+    width, height = original or image.size
     if width <= height:
         new = (short, int(short * height / width))
     else:
         new = (int(short * width / height), short)
     image = image.resize(new, BICUBIC)
     left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
-    return to_tensor(image.crop((left, top, left + size, top + size)))
+    return image.crop((left, top, left + size, top + size))
 
 
 def plain_image(path: str, size: int) -> torch.Tensor:
@@ -123,10 +135,12 @@ def plain_image(path: str, size: int) -> torch.Tensor:
     For data sets stored at the training size (CIFAR exported as 32-pixel
     PNGs), whose random crops are done on the device instead.
     """
-    image = open_rgb(path, (size, size))
-    if image.size != (size, size):
-        image = image.resize((size, size), BICUBIC)
-    return to_tensor(image)
+    return to_tensor(plain_resize(open_rgb(path, (size, size)), size))
+
+
+def plain_resize(image: Image.Image, size: int) -> Image.Image:
+    """:func:`plain_image`'s view of an RGB image already decoded: resized unless at ``size``."""
+    return image if image.size == (size, size) else image.resize((size, size), BICUBIC)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
