@@ -482,7 +482,8 @@ def test_holdout_on_real_cifar10(cifar10):
 def test_truncate_takes_the_first_rows_and_zero_means_all(cifar10):
     from deit.data import truncate
 
-    part = truncate(cifar10, train_size=100)
-    assert torch.equal(part.train_images, cifar10.train_images[:100])
-    assert torch.equal(part.train_labels, cifar10.train_labels[:100])
-    assert len(part.test_labels) == len(cifar10.test_labels) == 10000
+    part = truncate(cifar10, test_size=100)
+    assert torch.equal(part.test_images, cifar10.test_images[:100])
+    assert torch.equal(part.test_labels, cifar10.test_labels[:100])
+    assert part.train_images is cifar10.train_images
+    assert len(truncate(cifar10).test_labels) == len(cifar10.test_labels) == 10000

@@ -115,7 +115,8 @@ def tiny_folder(tmp_path):
 
 def tiny_config(root, **changes):
     settings = {"dataset": "folder", "data_dir": str(root), "decode_once": True,
-                "epochs": 1, "batch_size": 8, "threads": 1, "workers": 0}  # fmt: skip
+                "epochs": 1, "batch_size": 8, "threads": 1, "workers": 0,
+                "train_size": 0}  # fmt: skip
     return from_preset("smoke", **{**settings, **changes})
 
 

@@ -95,7 +95,7 @@ def test_bad_checkpoints_and_sizes_fail_clearly(tmp_path, official):
 def test_official_checkpoint_fine_tunes_at_224_px_on_cifar(official, cifar_dir, tmp_path):
     path, _ = official
     base = from_preset(
-        "smoke", data_dir=str(cifar_dir), epochs=1, batch_size=4, train_size=8, test_size=8,
+        "smoke", data_dir=str(cifar_dir), epochs=1, batch_size=4, train_size=10, test_size=8,
         threads=1,
     )  # fmt: skip
     config = finetune_config(base, path, img_size=224)

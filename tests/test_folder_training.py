@@ -12,15 +12,17 @@ import torch
 from deit.cli import main
 from deit.config import ConfigError, from_preset
 from deit.data.export import export_cifar, make_imagenet_like
+from deit.data.subsets import cifar_subset
 
-TINY = ["--preset", "smoke", "--set", "dataset=folder", "--set", "threads=1"]
+TINY = ["--preset", "smoke", "--set", "dataset=folder", "--set", "threads=1",
+        "--set", "train_size=0"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def cifar_folder(cifar10, tmp_path_factory):
-    """512 training and 128 validation CIFAR-10 images as a PNG image folder."""
-    return export_cifar(cifar10, tmp_path_factory.mktemp("png") / "cifar",
-                        train_size=512, val_size=128)  # fmt: skip
+    """CIFAR-10's train_size=512 subset and 128 validation images as a PNG image folder."""
+    subset, _ = cifar_subset(cifar10, 512)  # the images `train_size=512` trains on, in order
+    return export_cifar(subset, tmp_path_factory.mktemp("png") / "cifar", val_size=128)
 
 
 @pytest.fixture(scope="module")
@@ -161,18 +163,20 @@ def test_in_the_same_order_the_folder_path_trains_bit_identical_to_memory(
     import deit
     from deit import inputs
 
-    real = inputs.folder_splits
+    real = inputs.folder_selection
 
     def by_file_index(config):
-        classes, train, test = real(config)
+        classes, train, test, kept = real(config)
         index = lambda sample: int(re.search(r"(\d+)\.png$", sample[0]).group(1))  # noqa: E731
-        return classes, tuple(sorted(train, key=index)), tuple(sorted(test, key=index))
+        order = sorted(range(len(train)), key=lambda i: index(train[i]))
+        return (classes, tuple(train[i] for i in order), tuple(sorted(test, key=index)),
+                [kept[i] for i in order])  # fmt: skip
 
     common = dict(epochs=2, train_size=512, test_size=128, threads=1, distillation="hard",
                   mixup=0.8, drop_path_rate=0.1)  # fmt: skip
     memory = deit.train(deit.from_preset("smoke", data_dir=str(cifar_dir), **common),
                         tmp_path / "memory")  # fmt: skip
-    monkeypatch.setattr(inputs, "folder_splits", by_file_index)
+    monkeypatch.setattr(inputs, "folder_selection", by_file_index)
     folder = deit.train(
         deit.from_preset("smoke", dataset="folder", data_dir=str(cifar_folder), workers=2,
                          train_crop="none", normalization="cifar10", **common),

@@ -10,6 +10,8 @@ the command line does:
   (this project's or an official DeiT checkpoint) at another resolution.
 - :func:`reproduce` (``deit reproduce``): the distillation matrix A–E, its
   tables and plots.
+- :func:`data_curve` (``deit reproduce --train-sizes``): the runs on subsets of
+  several sizes at equal compute: where the teacher pays.
 - :func:`evaluate` (``deit eval``): test accuracy of any checkpoint.
 - :func:`create_model`: a student by name, e.g. ``deit_tiny_distilled_patch4_32``.
 - :func:`load_cifar` and :func:`deit.data.describe` (``deit data``): the data.
@@ -21,6 +23,7 @@ Every run writes a run directory (``config.json``, ``metrics.jsonl``,
 
 from deit import data
 from deit.config import PRESETS, TrainConfig, from_preset
+from deit.curve import data_curve
 from deit.data import load_cifar
 from deit.evaluation import evaluate
 from deit.matrix import reproduce
@@ -38,6 +41,7 @@ __all__ = [
     "__version__",
     "create_model",
     "data",
+    "data_curve",
     "evaluate",
     "finetune",
     "from_preset",

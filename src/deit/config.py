@@ -74,7 +74,10 @@ class TrainConfig:
     ema_decay: float = 0.0  # model EMA per step, evaluated alongside; 0: off
     bf16: bool = False  # bfloat16 autocast for forward and loss (GPU speed; runs on CPU too)
     compile: bool = False  # torch.compile the student
-    train_size: int = 0  # 0: the whole training set; else its first N images
+    train_size: int = 0  # 0: the whole training set; else a class-balanced N of it
+    subset_seed: int = 0  # which images train_size keeps (not the run's seed: teachers share it)
+    subset_sha256: str = ""  # the training images' fingerprint: recorded at start, then checked
+    budget_images: int = 0  # images to see: sets epochs to budget/N, warm-up etc. scaled; 0: off
     test_size: int = 0  # 0: the whole test set
     validation: bool = False  # evaluate on a held-out training slice, not the test set
     eval_every: int = 1  # evaluate after every N-th epoch and after the last; 1: each
@@ -132,12 +135,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train_size": 5000,
         "test_size": 2000,
     },
-    # Tuned for accuracy per minute on a 2-core CPU, on a validation split: each student
-    # of the matrix in under 30 minutes on the full training set, teacher included.
-    # See results/cpu-proxy/NOTES.md for what was tried and what it gave (issue 5's recipe,
-    # 10 epochs from 16 to 32 px at batch 128: results/cpu-proxy/matrix-2026-11-27).
-    # Its student, micro (128 wide, 6 deep, 4 heads), was recorded before micro had a name
-    # as deit_tiny_distilled_patch4_32 with those three sizes as overrides: the same model.
+    # Tuned for accuracy per minute on a 2-core CPU, on a validation split: each student of
+    # the matrix in under 30 minutes on the full training set, teacher included. What was
+    # tried and what it gave: results/cpu-proxy/NOTES.md. Its student, micro, was recorded
+    # before micro had a name as deit_tiny_distilled_patch4_32 with micro's sizes as overrides.
     "cpu-proxy": {
         "student": "deit_micro_distilled_patch4_32",
         "distillation": "hard",
@@ -270,9 +271,18 @@ def from_preset(name: str, **changes: Any) -> TrainConfig:
 def build_config(preset: str, changes: dict[str, Any], overrides: list[str]) -> TrainConfig:
     """Preset ``preset``, then the ``changes`` (None: not given), then ``key=value`` overrides.
 
-    What ``deit train`` and ``deit finetune`` build from their flags; validated.
+    What ``deit train`` and ``deit finetune`` build from their flags; validated. Epochs
+    and ``budget_images`` given together are refused: the budget sets the epochs.
     """
+    refuse_epochs_with_budget({k: v for k, v in changes.items() if v is not None}, overrides)
     return validate(apply_overrides(from_preset(preset, **changes), overrides))
+
+
+def refuse_epochs_with_budget(changes: dict[str, Any], overrides: list[str]) -> None:
+    """``ConfigError`` if the user's settings hold both epochs and a nonzero ``budget_images``."""
+    given = changes | parse_overrides(TrainConfig, overrides)
+    if given.get("budget_images") and "epochs" in given:
+        raise ConfigError("give epochs or budget_images, not both: the budget sets the epochs")
 
 
 def validate(config: TrainConfig) -> TrainConfig:
@@ -288,7 +298,7 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
     non_negative = ("min_lr", "warmup_epochs", "weight_decay", "crop_padding", "train_size")
     non_negative += ("randaugment_ops", "randaugment_magnitude", "mixup", "cutmix", "clip_grad")
-    non_negative += ("test_size", "threads", "checkpoint_every")
+    non_negative += ("test_size", "threads", "checkpoint_every", "budget_images")
     for name in (*non_negative, "embed_dim", "depth", "num_heads"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")

@@ -102,7 +102,7 @@ def evaluate(
     model, config = _rebuild_student(payload, str(path))
     where = {"data_dir": data_dir} if data_dir else {}
     config = dataclasses.replace(config, validation=False, train_size=0, test_size=0,
-                                 download=download, **where)  # fmt: skip
+                                 subset_sha256="", download=download, **where)  # fmt: skip
     inputs = load_inputs(config, World())
     counts = engine.count_correct(model, inputs.eval_batches(), mean=inputs.mean, std=inputs.std,
                                   img_size=config.img_size)  # fmt: skip

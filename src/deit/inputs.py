@@ -33,14 +33,17 @@ Under torchrun every rank decodes (and holds) the whole set.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
+from deit.budget import with_budget
 from deit.config import TrainConfig
 from deit.data import (
+    CIFAR,
     BatchLoader,
     DataError,
     holdout_validation,
@@ -52,6 +55,13 @@ from deit.data.augment import dataset_stats
 from deit.data.crops import RandomResizedCrops
 from deit.data.loader import shard_size
 from deit.data.stream import StreamLoader
+from deit.data.subsets import (
+    balanced_subset,
+    cifar_subset,
+    cifar_validation,
+    fingerprint,
+    validation_part,
+)
 from deit.distributed import World
 
 EVAL_BATCH = 500
@@ -78,6 +88,7 @@ class RunInputs:
         return len(self.classes)
 
     evaluation: StreamLoader | None = None  # a folder's evaluation loader
+    train_set: dict = dataclasses.field(default_factory=dict)  # see :func:`train_set_record`
 
     @property
     def skipped(self) -> list[str]:
@@ -109,10 +120,7 @@ def _load_inputs(config: TrainConfig, world: World) -> RunInputs:
     mean, std = normalization(config)
     if config.dataset == "folder":
         return _folder_inputs(config, world, mean, std)
-    data = load_cifar(config.dataset, config.data_dir, download=config.download)
-    if config.validation:
-        data = holdout_validation(data)
-    data = truncate(data, config.train_size, config.test_size)
+    data, kept = cifar_splits(config)
     to, rank, ranks = world.device, world.rank, world.world_size
     train = BatchLoader(
         data.train_images.to(to), data.train_labels.to(to), config.batch_size, seed=config.seed,
@@ -124,7 +132,66 @@ def _load_inputs(config: TrainConfig, world: World) -> RunInputs:
         for start in range(0, len(images), EVAL_BATCH):
             yield images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
 
-    return RunInputs(data.classes, mean, std, train, eval_batches, config.crop_padding)
+    return RunInputs(data.classes, mean, std, train, eval_batches, config.crop_padding,
+                     train_set=train_set_record(config, kept))  # fmt: skip
+
+
+def cifar_splits(config) -> tuple[CIFAR, torch.Tensor]:
+    """CIFAR as a run (student or teacher ``config``) selects it, and the training indices kept.
+
+    ``train_size`` keeps a class-balanced subset (:mod:`deit.data.subsets`),
+    drawn by ``subset_seed``. ``validation`` evaluates on images held out of
+    the training images: a class-balanced tenth of the subset, or 5,000 of the
+    whole set (seeded, always the same). ``test_size`` keeps the first images
+    of the evaluation set.
+    """
+    data = load_cifar(config.dataset, config.data_dir, download=config.download)
+    if config.validation and not config.train_size:
+        data = holdout_validation(data)
+    data, kept = cifar_subset(data, config.train_size, config.subset_seed)
+    if config.validation and config.train_size:
+        data, kept = cifar_validation(data, kept)
+    return truncate(data, test_size=config.test_size), kept
+
+
+def full_train_size(config) -> tuple[int, int]:
+    """(images, classes) of the whole training set ``config`` draws its subsets from.
+
+    The training set after the ``validation`` split, before ``train_size``.
+    """
+    whole = dataclasses.replace(config, train_size=0, subset_sha256="")
+    if config.dataset == "folder":
+        classes, train, _, _ = folder_selection(whole)
+        return len(train), len(classes)
+    data, _ = cifar_splits(whole)
+    return len(data.train_labels), data.num_classes
+
+
+def train_set_record(config, kept: torch.Tensor | list[int]) -> dict:
+    """What a run records of its training images: count, subset, seed and fingerprint.
+
+    A config that names a ``subset_sha256`` (a resumed run, or a student told
+    its teacher's) must get exactly those images, else ``DataError``.
+    """
+    record = {"images": len(kept), "train_size": config.train_size,
+              "subset_seed": config.subset_seed, "subset_sha256": fingerprint(kept)}  # fmt: skip
+    expected = getattr(config, "subset_sha256", "")
+    if expected and expected != record["subset_sha256"]:
+        raise DataError(
+            f"the training images (subset {record['subset_sha256']}) are not the ones recorded "
+            f"({expected}): the data set, train_size, subset_seed or validation changed"
+        )
+    return record
+
+
+def settle(config: TrainConfig, inputs: RunInputs, world_size: int = 1) -> TrainConfig:
+    """``config`` fitted to its data: epochs from ``budget_images``; the subset fingerprint.
+
+    Idempotent, so a resumed run (whose saved config is settled) is unchanged.
+    """
+    per_epoch = len(inputs.train) * config.batch_size * world_size
+    config = with_budget(config, per_epoch)
+    return dataclasses.replace(config, subset_sha256=inputs.train_set["subset_sha256"])
 
 
 def folder_splits(config: TrainConfig) -> tuple[tuple[str, ...], Samples, Samples]:
@@ -132,13 +199,29 @@ def folder_splits(config: TrainConfig) -> tuple[tuple[str, ...], Samples, Sample
 
     ``validation`` holds out a tenth of each class of ``train/`` (seeded,
     always the same) and evaluates on it instead of ``val/``; ``train_size``
-    and ``test_size`` keep a seeded random subset (all classes represented).
+    keeps a class-balanced subset drawn by ``subset_seed``
+    (:mod:`deit.data.subsets`) and ``test_size`` a seeded random one. Works for
+    a student's or a teacher's config.
     """
+    classes, train, test, _ = folder_selection(config)
+    return classes, train, test
+
+
+def folder_selection(config) -> tuple[tuple[str, ...], Samples, Samples, list[int]]:
+    """:func:`folder_splits` and the indices of the training samples kept."""
     folder = scan_folder(config.data_dir)
-    train, test = folder.train, folder.val
-    if config.validation:
-        train, test = _hold_out(train, len(folder.classes))
-    return folder.classes, subset(train, config.train_size), subset(test, config.test_size)
+    train, test, classes = folder.train, folder.val, folder.classes
+    if config.validation and not config.train_size:
+        train, test = _hold_out(train, len(classes))
+    kept = list(range(len(train)))
+    if config.train_size:
+        labels = [label for _, label in train]
+        kept = balanced_subset(labels, config.train_size, len(classes), config.subset_seed,
+                               classes).tolist()  # fmt: skip
+    if config.validation and config.train_size:
+        rest, held = validation_part([train[i][1] for i in kept], len(classes))
+        test, kept = tuple(train[kept[i]] for i in held), [kept[i] for i in rest]
+    return classes, tuple(train[i] for i in kept), subset(test, config.test_size), kept
 
 
 def _hold_out(samples: Samples, num_classes: int) -> tuple[Samples, Samples]:
@@ -167,7 +250,7 @@ def workers(config: TrainConfig) -> int:
 
 def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     """Streamed training batches and (cached when small) evaluation batches of a folder."""
-    classes, train_samples, eval_samples = folder_splits(config)
+    classes, train_samples, eval_samples, kept = folder_selection(config)
     size, rrc = config.img_size, config.train_crop == "random_resized"
     common = {"size": size, "rank": world.rank, "world_size": world.world_size,
               "workers": workers(config), "device": world.device}  # fmt: skip
@@ -199,7 +282,8 @@ def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
             cache.extend(decoded)
 
     padding = 0 if rrc else config.crop_padding
-    return RunInputs(classes, mean, std, train, eval_batches, padding, evaluation)
+    return RunInputs(classes, mean, std, train, eval_batches, padding, evaluation,
+                     train_set_record(config, kept))  # fmt: skip
 
 
 def decode_all(

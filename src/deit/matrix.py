@@ -37,7 +37,7 @@ from deit.rundir import RunInterrupted
 from deit.trainer import train
 
 # A much smaller teacher recipe for --train-teacher under the smoke preset (seconds, not an hour).
-SMOKE_TEACHER = {"epochs": 2, "widths": (16, 32, 32), "train_size": 5000, "test_size": 2000}
+SMOKE_TEACHER = {"epochs": 2, "widths": (16, 32, 32)}
 
 
 def run_config(base: TrainConfig, run: Run, seed: int) -> TrainConfig:
@@ -55,23 +55,40 @@ def run_config(base: TrainConfig, run: Run, seed: int) -> TrainConfig:
     )
 
 
-def _teacher_path(out: Path, base: TrainConfig, preset: str) -> str:
-    """Train (or resume) a teacher in ``out/teacher`` and export it; return its file."""
+def teacher_config(base: TrainConfig, preset: str):
+    """The teacher ``--train-teacher`` trains for students of ``base``: on exactly their images.
+
+    The same data set, ``validation`` split, ``train_size`` subset and
+    ``subset_seed``, evaluated on the same images; a subset's teacher follows
+    its own budget rule (:func:`deit.budget.teacher_schedule`).
+    """
+    from deit.teacher_training import TeacherConfig
+
+    same = ("dataset", "data_dir", "download", "train_size", "subset_seed", "validation",
+            "test_size")  # fmt: skip
+    changes = {k: getattr(base, k) for k in same} | (SMOKE_TEACHER if preset == "smoke" else {})
+    if base.dataset == "folder":
+        changes["img_size"] = base.img_size
+    return TeacherConfig(**changes)
+
+
+def _teacher_path(out: Path, base: TrainConfig, preset: str) -> tuple[str, str]:
+    """Train (or resume) a teacher in ``out/teacher`` and export it: (its file, its subset hash)."""
     from deit.models.teacher_files import export_teacher
-    from deit.teacher_training import TeacherConfig, train_teacher
+    from deit.teacher_training import train_teacher
 
     where = out / "teacher"
     dest = where / "teacher.safetensors"
-    if not dest.is_file():
+    if not (where / "summary.json").is_file():
         if (where / "config.json").is_file():  # started before: resume (or read) it
             changes = {"data_dir": base.data_dir, "download": base.download}
             train_teacher(changes, where, resume=True, command=_command())
         else:
-            changes = SMOKE_TEACHER if preset == "smoke" else {}
-            config = TeacherConfig(data_dir=base.data_dir, download=base.download, **changes)
-            train_teacher(config, where, command=_command())
+            train_teacher(teacher_config(base, preset), where, command=_command())
+    if not dest.is_file():
         export_teacher(where, dest)
-    return str(dest)
+    summary = json.loads((where / "summary.json").read_text())
+    return str(dest), summary.get("train_set", {}).get("subset_sha256", "")
 
 
 def _command() -> list[str]:
@@ -161,8 +178,9 @@ def reproduce(
     record = {"preset": preset, "overrides": list(overrides), "seeds": seeds, "runs": runs}
     record |= {"train_teacher": train_teacher, "command": _command()}
     _check_matrix(out, record)
-    if train_teacher:
-        base = dataclasses.replace(base, teacher=_teacher_path(out, base, preset))
+    if train_teacher:  # its students must see exactly its images (checked by their hash)
+        path, seen = _teacher_path(out, base, preset)
+        base = dataclasses.replace(base, teacher=path, subset_sha256=seen)
     by_name = {run.name: run for run in RUNS}
     plan = [(by_name[name], i) for i in range(seeds) for name in TRAINING_ORDER if name in runs]
     summaries: dict[tuple[str, int], dict] = {}

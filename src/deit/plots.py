@@ -48,6 +48,37 @@ def plot_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_sizes(results: dict, path: Path) -> None:
+    """Top-1 against images per class (log axis): a line per run (default head) and the teacher.
+
+    One point per training-set size of a :func:`deit.curve.data_curve` study, at
+    the mean over seeds with an error bar of half the range.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = results["points"]
+    for i, name in enumerate(n for n in "ABCDE" if any(n in p["runs"] for p in points)):
+        xs, ys, errs = [], [], []
+        for p in points:
+            if name in p["runs"]:
+                run = p["runs"][name]
+                head = run["heads"][run["default_head"]]
+                xs.append(p["per_class"]), ys.append(head["mean"]), errs.append(head["spread"])
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=f"C{i}", label=f"run {name}")
+    teachers = [(p["per_class"], p["teacher"]["top1"]) for p in points if p["teacher"]]
+    if teachers:
+        ax.plot(*zip(*teachers, strict=True), "k--", marker="s", label="teacher")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class")
+    evaluated = next(iter(points[0]["runs"].values()))["evaluated_on"] if points else "test"
+    ax.set_ylabel(f"{evaluated} top-1 (%)")
+    ax.set_title(f"Where the teacher pays: preset {results['preset']}, equal compute")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_table(results: dict, path: Path) -> None:
     """Bars of each row of the report's table: this matrix next to the report's number."""
     rows = results["rows"]

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from deit.budget import teacher_schedule
 from deit.config import ConfigError
 from deit.data.augment import IMAGENET_MEAN, IMAGENET_STD, normalize, random_crop
 from deit.models.cnn import TEACHER_ARCHS, create_teacher, teacher_spec
@@ -51,8 +52,9 @@ class TeacherConfig:
     img_size: int = 0  # the teacher's input size; 0: the data's (32 for CIFAR, needed for folders)
     workers: int = -1  # folder data: decoding processes (-1: one per core), decoded once
     download: bool = True
-    epochs: int = 16
-    batch_size: int = 1024
+    epochs: int = 0  # 0: the subset rule of deit.budget.teacher_schedule (16 on the whole set)
+    batch_size: int = 0  # 0: as epochs (1024 on the whole set)
+    eval_every: int = 0  # evaluate every N-th epoch and the last; 0: as epochs (1 on the whole set)
     lr: float = 1.5
     bias_lr_scale: float = 64.0
     momentum: float = 0.85
@@ -66,7 +68,9 @@ class TeacherConfig:
     whiten_bias_epochs: int = 3
     translate: int = 2
     flip: bool = True
-    train_size: int = 0  # 0: the whole training set; else its first N images
+    train_size: int = 0  # 0: the whole training set; else a class-balanced N of it
+    subset_seed: int = 0  # which images train_size keeps (as for students: the same images)
+    validation: bool = False  # evaluate on a held-out part of the training set, not the test set
     test_size: int = 0  # 0: the whole test set
     seed: int = 0
     threads: int = 0  # 0: torch's default (all cores)
@@ -82,10 +86,18 @@ class TeacherConfig:
 
 
 def validate_teacher_config(config: TeacherConfig) -> TeacherConfig:
-    """Reject values no run can use, before any work is done."""
+    """Reject values no run can use, before any work is done; settle the automatic (0) fields.
+
+    ``epochs``, ``batch_size`` and ``eval_every`` left at 0 take
+    :func:`deit.budget.teacher_schedule`'s values for ``train_size``, so a saved
+    config records what was run.
+    """
+    auto = teacher_schedule(config.train_size, config.epochs)
+    unset = {k: v for k, v in auto.items() if not getattr(config, k)}
+    config = dataclasses.replace(config, **unset)
     if config.arch not in TEACHER_ARCHS:
         raise ConfigError(f"arch must be one of {list(TEACHER_ARCHS)}, got {config.arch!r}")
-    for name in ("epochs", "batch_size", "lr", "ema_every"):
+    for name in ("epochs", "batch_size", "lr", "ema_every", "eval_every"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
     for name in ("weight_decay", "translate", "train_size", "test_size", "threads"):

@@ -23,9 +23,9 @@ import torch
 from tqdm import tqdm
 
 from deit.config import ConfigError
-from deit.data import BatchLoader, load_cifar, scan_folder, truncate
+from deit.data import BatchLoader
 from deit.distributed import World, pick_device
-from deit.inputs import decode_all, subset
+from deit.inputs import cifar_splits, decode_all, folder_selection, train_set_record
 from deit.models.cnn import fastcnn_flops, param_count, teacher_spec
 from deit.models.teachers import evaluate_teacher
 from deit.rundir import RunDir, RunInterrupted, StopOnSignal, open_run
@@ -104,7 +104,7 @@ def train_teacher(
 def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> dict:
     """The body of :func:`train_teacher`, with the config settled and threads set."""
     world = World(device=pick_device(config.device))
-    classes, (train_x, train_y), (test_x, test_y) = _load(config)
+    classes, (train_x, train_y), (test_x, test_y), train_set = _load(config)
     to = world.device
     train_x, train_y, test_x, test_y = (t.to(to) for t in (train_x, train_y, test_x, test_y))
     loader = BatchLoader(train_x, train_y, config.batch_size, seed=config.seed)
@@ -166,6 +166,8 @@ def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> di
         "test_top1": record["test_top1"],
         "test_top1_tta": record["test_top1_tta"],
         "test_images": len(test_x),
+        "evaluated_on": "validation" if config.validation else "test",
+        "train_set": train_set,
         "classes": list(classes),
         "epochs": config.epochs,
         "steps": total,
@@ -183,25 +185,25 @@ def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> di
 
 
 def _load(config: TeacherConfig):
-    """(classes, train images and labels, test images and labels), uint8 tensors in memory.
+    """(classes, train images and labels, test images and labels, train set record), in memory.
 
-    An image folder is decoded once at the teacher's ``img_size`` (short side
-    resized to img_size/0.875, central square, as students are evaluated),
-    train and val alike, then trained on like CIFAR.
+    The data are selected as for a student (:func:`deit.inputs.cifar_splits`,
+    :func:`deit.inputs.folder_selection`): the same ``validation``,
+    ``train_size`` and ``subset_seed`` give the same images. An image folder is
+    decoded once at the teacher's ``img_size`` (short side resized to
+    img_size/0.875, central square, as students are evaluated), train and
+    evaluation alike, then trained on like CIFAR.
     """
     if config.dataset != "folder":
-        data = truncate(
-            load_cifar(config.dataset, config.data_dir, download=config.download),
-            config.train_size, config.test_size,
-        )  # fmt: skip
+        data, kept = cifar_splits(config)
         if config.img_size and config.img_size != data.train_images.shape[-1]:
             raise ConfigError(f"img_size {config.img_size}: CIFAR images are 32 px")
         train, test = (data.train_images, data.train_labels), (data.test_images, data.test_labels)
-        return data.classes, train, test
-    folder = scan_folder(config.data_dir)
-    train, test = subset(folder.train, config.train_size), subset(folder.val, config.test_size)
+        return data.classes, train, test, train_set_record(config, kept)
+    classes, train, test, kept = folder_selection(config)
     workers = (os.cpu_count() or 1) if config.workers < 0 else config.workers
-    return folder.classes, *(decode_all(s, config.img_size, workers) for s in (train, test))
+    decoded = (decode_all(s, config.img_size, workers) for s in (train, test))
+    return classes, *decoded, train_set_record(config, kept)
 
 
 def _stopped(run: RunDir, step: int, total: int, signalled: bool) -> dict[str, Any]:
@@ -212,10 +214,15 @@ def _stopped(run: RunDir, step: int, total: int, signalled: bool) -> dict[str, A
 
 
 def _evaluate_epoch(model, test_set, epoch: int, step: int, sums, config, lr: float) -> dict:
-    """The metrics line of ``epoch`` (test top-1, with TTA when due), printed and returned."""
+    """The metrics line of ``epoch`` (test top-1 when due, TTA too), printed and returned.
+
+    Evaluated after every ``eval_every``-th epoch and the last; other lines have
+    ``test_top1`` None.
+    """
     tick, (test_x, test_y) = time.perf_counter(), test_set
-    top1 = evaluate_teacher(model, test_x, test_y)
     last = epoch + 1 == config.epochs
+    due = last or (epoch + 1) % config.eval_every == 0
+    top1 = evaluate_teacher(model, test_x, test_y) if due else None
     tta_due = last or (config.tta_every and (epoch + 1) % config.tta_every == 0)
     top1_tta = evaluate_teacher(model, test_x, test_y, tta=True) if tta_due else None
     record = {
@@ -231,9 +238,10 @@ def _evaluate_epoch(model, test_set, epoch: int, step: int, sums, config, lr: fl
         "eval_seconds": time.perf_counter() - tick,
         "load_average": os.getloadavg()[0],  # > threads: a neighbour slowed this epoch
     }
+    test = f"  test {top1:.2f}%" if top1 is not None else ""
     tta = f"  tta {top1_tta:.2f}%" if top1_tta is not None else ""
     tqdm.write(
-        f"teacher epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
-        f"test {top1:.2f}%{tta}  {record['img_per_s']:.0f} img/s  {sums['seconds']:.0f} s"
+        f"teacher epoch {epoch + 1}/{config.epochs}  loss {record['train_loss']:.4f}{test}{tta}  "
+        f"{record['img_per_s']:.0f} img/s  {sums['seconds']:.0f} s"
     )
     return record

@@ -23,7 +23,7 @@ from deit.distributed import World, is_main_process, session
 from deit.ema import ModelEMA
 from deit.engine import ResizeInput, cosine_lr, count_correct, param_groups, train_one_epoch
 from deit.hardware import bf16_warning
-from deit.inputs import RunInputs, load_inputs
+from deit.inputs import RunInputs, load_inputs, settle
 from deit.models import create_model, describe_model
 from deit.models.teacher_files import check_teacher_fits, load_teacher
 from deit.models.teachers import Teacher, predict
@@ -265,6 +265,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     inputs = load_inputs(config, world)
+    config = settle(config, inputs, world.world_size)  # epochs from budget_images; the subset
     num_classes, mean, std = inputs.num_classes, inputs.mean, inputs.std
     teacher = build_teacher(config, num_classes, mean, std, classes=inputs.classes)
     warning = bf16_warning(teacher is not None and config.teacher_bf16, config.bf16, world.device)
@@ -364,7 +365,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                 f"{err}; the run stopped at step {step}. Remove or replace the file and resume, "
                 f"or resume with --set skip_bad_files=true to skip such files"
             ) from None
-    summary = _summary(config, model, record, teacher_top1)
+    summary = _summary(config, model, record, teacher_top1) | {"train_set": inputs.train_set}
     if inputs.skipped:
         summary["skipped_files"] = len(inputs.skipped)
     return run.finish(summary, command, world)

@@ -92,12 +92,22 @@ def run_teacher(args: argparse.Namespace) -> int:
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
-    """``deit reproduce``: the matrix A–E (or the ``--runs`` subset), its tables and plots."""
-    results = deit.reproduce(
-        args.preset, args.out, data_dir=args.data_dir, download=not args.no_download,
-        seeds=args.seeds, train_teacher=args.train_teacher, overrides=tuple(args.overrides),
-        runs=args.runs,
-    )  # fmt: skip
+    """``deit reproduce``: the matrix A–E (or the ``--runs`` subset), its tables and plots;
+    with ``--train-sizes``, the runs at each training-set size (:func:`deit.data_curve`)."""
+    common = {"data_dir": args.data_dir, "download": not args.no_download, "seeds": args.seeds,
+              "train_teacher": args.train_teacher, "overrides": tuple(args.overrides)}  # fmt: skip
+    if args.train_sizes:
+        curve = deit.data_curve(args.preset, args.out, args.train_sizes, runs=args.runs or "AE",
+                                **common)  # fmt: skip
+        for point in curve["points"]:
+            gap = point.get("e_minus_a")
+            cells = "  ".join(f"{name} {run['heads'][run['default_head']]['mean']:.2f}%"
+                              for name, run in point["runs"].items())  # fmt: skip
+            note = f"  E-A {gap['mean']:+.2f}" if gap else ""
+            print(f"N={point['size']:<6} {cells}{note}")
+        print(f"results: {Path(args.out) / 'results.md'}")
+        return 0
+    results = deit.reproduce(args.preset, args.out, runs=args.runs or "ABCDE", **common)
     for row in results["rows"]:
         which = "" if row["run"] == "teacher" else f" ({row['run']}, {row['head']})"
         print(f"{row['method'] + which:<48} {row['top1']:6.2f} %")

@@ -137,14 +137,24 @@ def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--runs",
-        default="ABCDE",
         metavar="LETTERS",
-        help="train only these runs of the matrix, e.g. ABE (default: all five, ABCDE)",
+        help="train only these runs of the matrix, e.g. ABE (default: all five, ABCDE; "
+        "with --train-sizes: AE)",
     )
     p.add_argument(
         "--train-teacher",
         action="store_true",
-        help="train the teacher in OUT/teacher first instead of using the shipped one",
+        help="train the teacher in OUT/teacher first instead of using the shipped one "
+        "(with --train-sizes: one per size, on exactly that subset)",
+    )
+    p.add_argument(
+        "--train-sizes",
+        metavar="N,N,...",
+        help="where the teacher pays: train the runs on class-balanced subsets of these sizes "
+        "(e.g. 1000,5000,10000,50000) at equal compute - every run sees budget_images images "
+        "(default: the preset's epochs x the whole training set) - into OUT/n<size>/, and "
+        "write OUT/results.md, results.json and sizes.png (top-1 against images per class); "
+        "--runs then defaults to AE",
     )
     p.add_argument(
         "--set",

@@ -223,18 +223,13 @@ def _read_python_layout(spec: Spec, root: Path):
 # ----------------------------------------------------------------------------- validation split
 
 
-def truncate(data: CIFAR, train_size: int = 0, test_size: int = 0) -> CIFAR:
-    """The first ``train_size`` training and ``test_size`` test images (0: all of them).
+def truncate(data: CIFAR, test_size: int = 0) -> CIFAR:
+    """The first ``test_size`` test images (0: all of them): quick evaluations in tests and runs.
 
-    For quick runs and tests on a slice of the real data.
+    Training subsets are class-balanced and seeded instead: :mod:`deit.data.subsets`.
     """
-    return replace(
-        data,
-        train_images=data.train_images[: train_size or None],
-        train_labels=data.train_labels[: train_size or None],
-        test_images=data.test_images[: test_size or None],
-        test_labels=data.test_labels[: test_size or None],
-    )
+    return replace(data, test_images=data.test_images[: test_size or None],
+                   test_labels=data.test_labels[: test_size or None])  # fmt: skip
 
 
 def holdout_validation(data: CIFAR, size: int = 5000, seed: int = 0) -> CIFAR:
