@@ -82,8 +82,9 @@ def test_the_budget_sets_epochs_and_stretches_what_counts_in_epochs():
 def test_the_teacher_rule_keeps_the_full_recipe_and_caps_subsets():
     assert teacher_schedule(0) == {"epochs": 16, "batch_size": 1024, "eval_every": 1}
     assert teacher_schedule(50_000) == teacher_schedule(0)
-    assert teacher_schedule(1000) == {"epochs": 160, "batch_size": 32, "eval_every": 20}
-    assert teacher_schedule(10_000) == {"epochs": 16, "batch_size": 256, "eval_every": 2}
+    assert teacher_schedule(1000) == {"epochs": 160, "batch_size": 64, "eval_every": 20}
+    assert teacher_schedule(10_000) == {"epochs": 16, "batch_size": 512, "eval_every": 2}
+    assert teacher_schedule(40)["batch_size"] == 32  # never more than the images
     assert teacher_schedule(10_000, epochs=4)["eval_every"] == 1
 
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Tuning the little-data recipe on a validation split held out of the subset (validation=true:
+# a class-balanced tenth of the N images), never on the test set. Every run sees the study's
+# per-run budget, 375,000 images (half the cpu-proxy's 750,000). One seed per recipe.
+# Each recipe reuses the first one's teacher (the same images, the same teacher recipe), copied.
+# Resumable: rerun to continue; finished runs are skipped.
+# Usage (from the repository root): bash results/teacher-pays/tuning/run.sh N RECIPE [DATA_DIR]
+set -euo pipefail
+N=$1 RECIPE=$2 DATA_DIR=${3:-../shared/data}
+HERE=results/teacher-pays/tuning
+case "$RECIPE" in
+  proxy) SETS=() ;;                                                  # the cpu-proxy recipe as is
+  mix) SETS=(--set mixup=0.8 --set cutmix=1.0) ;;                    # + Mixup/CutMix (DeiT's)
+  mix-ra) SETS=(--set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2) ;;  # + RandAugment m9
+  *) echo "unknown recipe $RECIPE" >&2; exit 2 ;;
+esac
+OUT=$HERE/$RECIPE
+FIRST=$HERE/proxy/n$N/teacher
+if [ "$RECIPE" != proxy ] && [ -f "$FIRST/summary.json" ] && [ ! -d "$OUT/n$N/teacher" ]; then
+  mkdir -p "$OUT/n$N" && cp -r "$FIRST" "$OUT/n$N/teacher"
+fi
+deit reproduce --preset cpu-proxy --train-sizes "$N" --runs AE --train-teacher \
+  --set validation=true --set budget_images=375000 "${SETS[@]}" \
+  --out "$OUT" --data-dir "$DATA_DIR"
