@@ -13,6 +13,9 @@ the command line does:
 - :func:`data_curve` (``deit reproduce --train-sizes``): the runs on subsets of
   several sizes at equal compute: where the teacher pays.
 - :func:`evaluate` (``deit eval``): test accuracy of any checkpoint.
+- :func:`load` and :func:`predict` (``deit predict``): a trained student (or an
+  official DeiT by name) ready to classify images, and the top-k classes of
+  image files and folders.
 - :func:`create_model`: a student by name, e.g. ``deit_tiny_distilled_patch4_32``.
 - :func:`load_cifar` and :func:`deit.data.describe` (``deit data``): the data.
 - :class:`TrainConfig`, :func:`from_preset`, :class:`TeacherConfig`: the configs.
@@ -26,6 +29,7 @@ from deit.config import PRESETS, TrainConfig, from_preset
 from deit.curve import data_curve
 from deit.data import load_cifar
 from deit.evaluation import evaluate
+from deit.inference import load, predict
 from deit.matrix import reproduce
 from deit.models import create_model
 from deit.teacher_recipe import TeacherConfig
@@ -45,7 +49,9 @@ __all__ = [
     "evaluate",
     "finetune",
     "from_preset",
+    "load",
     "load_cifar",
+    "predict",
     "reproduce",
     "train",
     "train_teacher",

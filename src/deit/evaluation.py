@@ -39,7 +39,7 @@ def _student_payload(path: Path) -> dict[str, Any] | None:
     return payload if is_student else None
 
 
-def _rebuild_student(payload: dict[str, Any], source: str) -> tuple[VisionTransformer, TrainConfig]:
+def rebuild_student(payload: dict[str, Any], source: str) -> tuple[VisionTransformer, TrainConfig]:
     """The student (in eval mode) and config stored in a ``deit train`` checkpoint's contents."""
     config = config_from_dict(payload["config"])
     classes = payload["model"]["head.weight"].shape[0]
@@ -53,7 +53,7 @@ def load_student(checkpoint: str | Path) -> tuple[VisionTransformer, TrainConfig
     payload = _student_payload(Path(checkpoint))
     if payload is None:
         raise CheckpointError(f"{checkpoint} is not a student checkpoint of deit train")
-    return _rebuild_student(payload, str(checkpoint))
+    return rebuild_student(payload, str(checkpoint))
 
 
 def _teacher_test_set(path: Path, teacher, data_dir: str | None, download: bool):
@@ -99,7 +99,7 @@ def evaluate(
         return {"checkpoint": str(checkpoint), "kind": "teacher", "top1": top1, "heads": {}}
     if tta:
         raise CheckpointError("--tta applies to teachers; students are evaluated per head")
-    model, config = _rebuild_student(payload, str(path))
+    model, config = rebuild_student(payload, str(path))
     where = {"data_dir": data_dir} if data_dir else {}
     config = dataclasses.replace(config, validation=False, train_size=0, test_size=0,
                                  subset_sha256="", download=download, **where)  # fmt: skip

@@ -39,7 +39,13 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     tensor shapes for official ones (with 64-dimensional heads, as in every
     DeiT). Raises ``CheckpointError`` for anything that is not a DeiT.
     """
-    payload = load_checkpoint(path)
+    return pretrained_state(load_checkpoint(path), path)
+
+
+def pretrained_state(
+    payload: Any, path: str | Path
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`read_pretrained` of a checkpoint already loaded (``path`` names it in errors)."""
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} holds no state dict")
     config = payload.get("config") if isinstance(payload.get("config"), dict) else {}

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from deit.checkpoint import CheckpointError, WriteError
@@ -13,6 +14,7 @@ from deit.cli.commands import (
     run_data,
     run_eval,
     run_finetune,
+    run_predict,
     run_reproduce,
     run_teacher,
     run_train,
@@ -21,6 +23,7 @@ from deit.cli.parser import build_parser
 from deit.config import ConfigError
 from deit.data import DataError
 from deit.distributed import is_main_process
+from deit.inference import BadImage
 from deit.rundir import RunFailed, RunInterrupted
 
 EXIT_USAGE = 2  # bad input, refused before any work
@@ -33,6 +36,7 @@ COMMANDS = {
     "reproduce": run_reproduce,
     "attention": run_attention,
     "eval": run_eval,
+    "predict": run_predict,
     "data": run_data,
     "bench": run_bench,
 }
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BadImage as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except (WriteError, RunFailed) as err:
         print(f"{name}: error: {err}; the last checkpoint is kept", file=sys.stderr)
         return EXIT_FAILED
@@ -57,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         if is_main_process():
             print(f"{name}: {err}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout stopped (`deit predict ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130

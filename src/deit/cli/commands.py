@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import sys
 from pathlib import Path
@@ -135,6 +137,52 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     heads = "  ".join(f"{k} {v:.2f}%" for k, v in result["heads"].items())
     print(f"{result['checkpoint']} ({result['kind']}): top-1 {result['top1']:.2f}%  {heads}")
+    return 0
+
+
+def _prediction_sink(args: argparse.Namespace, stack: contextlib.ExitStack):
+    """What ``deit predict`` does with each record: a JSON line, a text line or a CSV row.
+
+    The CSV file is opened at the first record, after every check passed.
+    """
+    writer = None
+
+    def sink(record: dict) -> None:
+        nonlocal writer
+        if args.json:
+            print(json.dumps(record))
+            return
+        if "error" in record:  # listed on stderr at the end
+            return
+        pairs = list(zip(record["classes"], record["probs"], strict=True))
+        if not args.csv:
+            print(f"{record['path']}: " + ", ".join(f"{c} ({p:.3f})" for c, p in pairs))
+            return
+        if writer is None:
+            out = stack.enter_context(open(args.csv, "w", newline=""))  # noqa: SIM115
+            writer = csv.writer(out)
+            columns = (f"{c}_{k}" for k in range(1, len(pairs) + 1) for c in ("class", "prob"))
+            writer.writerow(["path", *columns])
+        writer.writerow([record["path"], *(x for c, p in pairs for x in (c, f"{p:.6f}"))])
+
+    return sink
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``deit predict``: the top-k classes of image files and folders (text, JSON Lines, CSV)."""
+    if args.csv and Path(args.csv).exists() and not args.overwrite:
+        raise ConfigError(f"{args.csv} exists; pass --overwrite to replace it")
+    with contextlib.ExitStack() as stack:
+        result = deit.predict(
+            args.checkpoint, args.paths, topk=args.topk, head=args.head,
+            batch_size=args.batch_size, workers=args.workers, skip_bad=args.skip_bad,
+            download=not args.no_download, sink=_prediction_sink(args, stack),
+        )  # fmt: skip
+    for record in result["skipped"]:
+        print(f"skipped: {record['error']}", file=sys.stderr)
+    print(f"{result['images']} images in {result['seconds']:.1f} s "
+          f"({result['images_per_second']:.0f} img/s), {len(result['skipped'])} skipped"
+          + (f"; wrote {args.csv}" if args.csv else ""), file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -198,6 +198,54 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     _add_data_args(p)
 
 
+def _predict_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify image files and folders with a trained student",
+        description="Classify images with a student: a deit train/finetune run directory or "
+        "checkpoint, an official DeiT checkpoint file, or an official name such as "
+        "deit_tiny_distilled_patch16_224 (downloaded once into ~/.cache/deit/weights, or "
+        "$DEIT_WEIGHTS, with its checksum checked). Each image gets exactly deit eval's "
+        "preprocessing for that model (CIFAR students: the image at 32 px; folder students "
+        "and official models: short side to size/crop, central crop). Folders are searched "
+        "recursively for .jpg .jpeg .png .webp .bmp (any case), hidden files skipped. Images "
+        "are decoded in worker processes, in batches, with a progress bar on stderr. A file "
+        "that does not decode stops the command with one line naming it (exit 1) unless "
+        "--skip-bad, which lists it on stderr and writes every other result.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR|FILE|NAME")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+    p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument(
+        "--head",
+        choices=["cls", "dist", "avg"],
+        help="which head predicts (default: avg for a distilled student, cls otherwise)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="decoding processes (default: one per core; none for fewer than 256 images)",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per image (JSON Lines): path, classes, indices, probs; "
+        "with --skip-bad, {path, error} for a skipped file",
+    )
+    out.add_argument(
+        "--csv", metavar="FILE", help="write path,class_1,prob_1,...,class_K,prob_K to FILE"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv FILE")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip (and list) files that do not decode"
+    )
+    p.add_argument(
+        "--no-download", action="store_true", help="never download official weights"
+    )
+
+
 def _data_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
@@ -272,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reproduce_parser(sub)
     _attention_parser(sub)
     _eval_parser(sub)
+    _predict_parser(sub)
     _data_parser(sub)
     _bench_parser(sub)
     return parser
