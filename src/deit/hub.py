@@ -18,6 +18,7 @@ What this room holds today:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
@@ -133,8 +134,8 @@ def download_file(url: str, dest: Path, sha256_prefix: str, *, progress: bool = 
                 f"SHA-256 {digest.hexdigest()[:16]}... does not start with {sha256_prefix}"
             )
         os.replace(part, dest)
-    except urllib.error.URLError as err:
-        raise OSError(f"{url}: {getattr(err, 'reason', err)}") from None
+    except (urllib.error.URLError, http.client.HTTPException) as err:
+        raise OSError(f"{url}: {getattr(err, 'reason', None) or err!r}") from None
     finally:
         part.unlink(missing_ok=True)
 
