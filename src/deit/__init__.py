@@ -16,6 +16,8 @@ the command line does:
 - :func:`load` and :func:`predict` (``deit predict``): a trained student (or an
   official DeiT by name) ready to classify images, and the top-k classes of
   image files and folders.
+- :func:`export_model` (``deit export``): a student as ONNX or for timm, its
+  outputs checked against PyTorch's.
 - :func:`create_model`: a student by name, e.g. ``deit_tiny_distilled_patch4_32``.
 - :func:`load_cifar` and :func:`deit.data.describe` (``deit data``): the data.
 - :class:`TrainConfig`, :func:`from_preset`, :class:`TeacherConfig`: the configs.
@@ -29,6 +31,7 @@ from deit.config import PRESETS, TrainConfig, from_preset
 from deit.curve import data_curve
 from deit.data import load_cifar
 from deit.evaluation import evaluate
+from deit.export import export_model
 from deit.inference import load, predict
 from deit.matrix import reproduce
 from deit.models import create_model
@@ -47,6 +50,7 @@ __all__ = [
     "data",
     "data_curve",
     "evaluate",
+    "export_model",
     "finetune",
     "from_preset",
     "load",

@@ -13,6 +13,7 @@ from deit.cli.commands import (
     run_bench,
     run_data,
     run_eval,
+    run_export,
     run_finetune,
     run_predict,
     run_reproduce,
@@ -23,6 +24,7 @@ from deit.cli.parser import build_parser
 from deit.config import ConfigError
 from deit.data import DataError
 from deit.distributed import is_main_process
+from deit.export import ExportFailed
 from deit.inference import BadImage
 from deit.rundir import RunFailed, RunInterrupted
 
@@ -37,6 +39,7 @@ COMMANDS = {
     "attention": run_attention,
     "eval": run_eval,
     "predict": run_predict,
+    "export": run_export,
     "data": run_data,
     "bench": run_bench,
 }
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except BadImage as err:
+    except (BadImage, ExportFailed) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except (WriteError, RunFailed) as err:

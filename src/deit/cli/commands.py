@@ -186,6 +186,23 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """``deit export``: the student as ONNX or for timm, with the measured parity."""
+    report = deit.export_model(args.checkpoint, args.format, args.out, head=args.head,
+                               overwrite=args.overwrite, download=not args.no_download)  # fmt: skip
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    diffs = ", ".join(f"batch {b}: {d:.2e}" for b, d in report["max_abs_diff"].items())
+    print(f"wrote {report['out']}; largest difference from PyTorch {diffs} "
+          f"(allowed {report['tolerance']:g})")  # fmt: skip
+    if args.format == "timm":
+        kwargs = "".join(f", {k}={v!r}" for k, v in report["timm_kwargs"].items())
+        print(f"load it: model = timm.create_model({report['timm_name']!r}{kwargs}); "
+              f"model.load_state_dict(safetensors.torch.load_file({report['out']!r}))")  # fmt: skip
+    return 0
+
+
 def run_data(args: argparse.Namespace) -> int:
     """``deit data``: find, describe and (with --check) verify a data set; 2 if a file is bad."""
     report = deit.data.describe(

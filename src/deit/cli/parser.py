@@ -246,6 +246,32 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a trained student as ONNX or for timm, and check it against PyTorch",
+        description="Write the student of a run directory, checkpoint, official DeiT file or "
+        "name to --out. onnx: a graph taking normalised float32 images N x 3 x S x S (dynamic "
+        "batch axis) and returning logits, its preprocessing and class names in the file's "
+        "metadata; the command runs the file in ONNX Runtime at batch 1 and 7 and fails "
+        "(exit 1, nothing written) if any logit differs from PyTorch's by more than 1e-4. "
+        "timm: the state dict in timm's names as safetensors, and the timm.create_model name "
+        "and kwargs that load it with load_state_dict(strict=True); fails unless timm's "
+        "logits are bit-identical. Needs pip install 'deit[onnx]' or 'deit[timm]'.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR|FILE|NAME")
+    p.add_argument("--format", required=True, choices=["onnx", "timm"], help="what to write")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    p.add_argument(
+        "--head",
+        choices=["cls", "dist", "avg"],
+        help="onnx: which head the graph outputs (default: avg for a distilled student)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-download", action="store_true", help="never download official weights")
+
+
 def _data_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
@@ -321,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     _attention_parser(sub)
     _eval_parser(sub)
     _predict_parser(sub)
+    _export_parser(sub)
     _data_parser(sub)
     _bench_parser(sub)
     return parser
