@@ -366,28 +366,6 @@ def validate(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def field_help(config_type: type) -> str:
-    """Every field of a config dataclass, its default and its comment, one per line.
-
-    Read from the class's source, so ``--help`` always lists exactly the
-    fields there are, with the words written beside them.
-    """
-    import inspect
-    import re
-
-    comments = {}
-    for line in inspect.getsource(config_type).splitlines():
-        match = re.match(r"\s+(\w+): [^=]+=\s*(.+?)\s*#\s*(.+)$", line)
-        if match:
-            comments[match.group(1)] = match.group(3)
-    rows = []
-    for field in fields(config_type):
-        default = field.default if field.default is not dataclasses.MISSING else ""
-        setting = f"{field.name}={default!s}"
-        rows.append(f"  {setting:<34} {comments.get(field.name, '')}".rstrip())
-    return "\n".join(rows)
-
-
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write ``config`` as JSON, the record needed to rerun it."""
     path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")

@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
+import re
 
-from deit.config import PRESETS, TrainConfig, field_help
+from deit.config import PRESETS, TrainConfig
 from deit.teacher_recipe import TeacherConfig
+
+
+def field_help(config_type: type) -> str:
+    """Every field of a config dataclass, its default and its comment, one per line.
+
+    Read from the class's source, so ``--help`` always lists exactly the
+    fields there are, with the words written beside them.
+    """
+    comments = {}
+    for line in inspect.getsource(config_type).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=\s*(.+?)\s*#\s*(.+)$", line)
+        if match:
+            comments[match.group(1)] = match.group(3)
+    rows = []
+    for field in dataclasses.fields(config_type):
+        default = field.default if field.default is not dataclasses.MISSING else ""
+        setting = f"{field.name}={default!s}"
+        rows.append(f"  {setting:<34} {comments.get(field.name, '')}".rstrip())
+    return "\n".join(rows)
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
