@@ -45,3 +45,18 @@ def cifar10(cifar_dir):
     from deit.data.cifar import load_cifar
 
     return load_cifar("cifar10", cifar_dir, download=False)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test starts with the session's torch thread count.
+
+    An in-process run with ``threads=1`` sets torch's thread count for the whole
+    process and leaves it set; without this, every test after it ran on one core.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
