@@ -22,7 +22,7 @@ from deit.models import parse_model_name
 from deit.plots import curve_epochs
 
 # The smoke preset cut further: a few steps per run, so the five runs take seconds.
-TINY = ("train_size=256", "test_size=128", "epochs=2", "threads=1")
+TINY = ("train_size=128", "test_size=128", "epochs=2", "threads=1")
 
 
 @pytest.fixture(scope="module")
