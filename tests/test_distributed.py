@@ -57,16 +57,30 @@ def test_the_learning_rate_follows_the_global_batch():
     assert config.peak_lr(world_size=1) == config.scaled_lr
 
 
-def _deit_train(args: list[str], processes: int, cwd) -> subprocess.CompletedProcess:
-    """Run ``deit train`` as one process, or under torchrun with ``processes`` ranks."""
+def _start_deit_train(args: list[str], processes: int, cwd) -> subprocess.Popen:
+    """Start ``deit train`` as one process, or under torchrun with ``processes`` ranks."""
     launcher = [sys.executable, "-m", "deit"]
     if processes > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc_per_node={processes}", "-m", "deit"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [*launcher, "train", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
+    return subprocess.Popen([*launcher, "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)  # fmt: skip
+
+
+def _finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Wait for a started ``deit train``; its exit code and output, as ``subprocess.run``'s."""
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _deit_train(args: list[str], processes: int, cwd) -> subprocess.CompletedProcess:
+    """Run ``deit train`` as one process, or under torchrun with ``processes`` ranks."""
+    return _finish(_start_deit_train(args, processes, cwd))
 
 
 @pytest.mark.slow
@@ -93,9 +107,12 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(
     common = ["--preset", "smoke", "--distillation", "hard", "--epochs", "1", *data]
     for key_value in ("train_size=512", "test_size=256", "crop_padding=0", "hflip=0", "threads=1"):
         common += ["--set", key_value]
-    one = _deit_train([*common, "--out", "one", "--set", "batch_size=64"], 1, tmp_path)
+    # Side by side (one thread each): the single process trains while the two ranks do.
+    one = _start_deit_train([*common, "--out", "one", "--set", "batch_size=64"], 1, tmp_path)
+    two = _finish(_start_deit_train([*common, "--out", "two", "--set", "batch_size=32"], 2,
+                                    tmp_path))  # fmt: skip
+    one = _finish(one)
     assert one.returncode == 0, one.stderr
-    two = _deit_train([*common, "--out", "two", "--set", "batch_size=32"], 2, tmp_path)
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("run directory: two") == 1  # printed by rank 0 only
 
