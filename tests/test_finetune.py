@@ -112,13 +112,14 @@ def test_official_checkpoint_fine_tunes_at_224_px_on_cifar(official, cifar_dir, 
 def test_deit_finetune_takes_an_own_checkpoint_to_48_px(cifar_dir, tmp_path):
     data = ["--data-dir", str(cifar_dir)]
     tiny = ["--set", "train_size=128", "--set", "test_size=64", "--set", "threads=1"]
+    # Patch 8: at 48 px 36 tokens, not 144, for the evaluation on the whole test set below.
     assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "a"), "--epochs", "1",
-                 *tiny, *data]) == 0  # fmt: skip
+                 "--student", "deit_nano_distilled_patch8_32", *tiny, *data]) == 0  # fmt: skip
     source = tmp_path / "a" / "checkpoint.pt"
     args = ["finetune", "--checkpoint", str(source), "--img-size", "48", "--epochs", "1"]
     assert main([*args, "--out", str(tmp_path / "b"), "--distillation", "hard", *tiny, *data]) == 0
     config = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert config["student"] == "deit_nano_distilled_patch4_48"  # the smoke student's size
+    assert config["student"] == "deit_nano_distilled_patch8_48"  # the source's size and patch
     assert (config["embed_dim"], config["depth"], config["num_heads"]) == (64, 4, 2)
     assert config["init_from"] == str(source) and config["img_size_schedule"] == []
     result = evaluate_checkpoint(tmp_path / "b" / "checkpoint.pt", str(cifar_dir))  # at 48 px
