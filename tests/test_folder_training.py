@@ -70,52 +70,52 @@ def test_a_student_trains_and_evaluates_on_a_folder(cifar_folder, tmp_path, caps
 
 @pytest.mark.slow
 def test_a_teacher_trained_on_a_folder_distils_a_student_there(imagenet_like, tmp_path):
-    teacher = tmp_path / "teacher"
-    done = deit("teacher", "--out", teacher, "--data-dir", imagenet_like, "--epochs", "2",
-                "--set", "dataset=folder", "--set", "img_size=32", "--set", "batch_size=16",
-                "--set", "widths=8,16,16", "--set", "threads=1", "--set", "workers=1")  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    teacher = tmp_path / "teacher"  # in-process: no second torch import
+    done = main(["teacher", "--out", str(teacher), "--data-dir", str(imagenet_like), "--epochs",
+                 "2", "--set", "dataset=folder", "--set", "img_size=32", "--set", "batch_size=16",
+                 "--set", "widths=8,16,16", "--set", "threads=1",
+                 "--set", "workers=1"])  # fmt: skip
+    assert done == 0
     spec = json.loads((teacher / "summary.json").read_text())
     assert spec["classes"] == sorted(p.name for p in (imagenet_like / "train").iterdir()
                                      if p.is_dir())  # fmt: skip
     assert spec["spec"]["img_size"] == 32 and spec["spec"]["mean"] == [0.485, 0.456, 0.406]
     student = tmp_path / "student"
-    done = deit("train", *TINY, "--student", "deit_nano_distilled_patch16_64", "--epochs", "1",
-                "--set", "batch_size=16", "--distillation", "hard",
-                "--teacher", teacher / "checkpoint.pt", "--data-dir", imagenet_like,
-                "--out", student)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = main(["train", *TINY, "--student", "deit_nano_distilled_patch16_64", "--epochs", "1",
+                 "--set", "batch_size=16", "--distillation", "hard",
+                 "--teacher", str(teacher / "checkpoint.pt"), "--data-dir", str(imagenet_like),
+                 "--out", str(student)])  # fmt: skip
+    assert done == 0
     summary = json.loads((student / "summary.json").read_text())
     assert summary["teacher_top1"] is not None and summary["model"]["img_size"] == 64
 
 
 @pytest.mark.slow
-def test_a_teacher_for_other_classes_is_refused_before_any_work(imagenet_like, tmp_path):
+def test_a_teacher_for_other_classes_is_refused_before_any_work(imagenet_like, tmp_path, capsys):
     out = tmp_path / "run"
-    done = deit("train", *TINY, "--distillation", "hard", "--set", "batch_size=16",
-                "--data-dir", imagenet_like, "--out", out)  # fmt: skip
-    assert done.returncode == 2
-    assert last_line(done.stderr) == (
+    done = main(["train", *TINY, "--distillation", "hard", "--set", "batch_size=16",
+                 "--data-dir", str(imagenet_like), "--out", str(out)])  # fmt: skip
+    assert done == 2
+    assert last_line(capsys.readouterr().err) == (
         "deit train: error: teacher 'cifar10-teacher' predicts 10 classes but the data set has 3"
     )
     assert not out.exists()
 
 
 @pytest.mark.slow
-def test_a_bad_file_stops_the_run_in_one_line_or_is_skipped(cifar_folder, tmp_path):
+def test_a_bad_file_stops_the_run_in_one_line_or_is_skipped(cifar_folder, tmp_path, capsys):
     folder = tmp_path / "folder"
     subprocess.run(["cp", "-r", str(cifar_folder), str(folder)], check=True)
     bad = folder / "train" / "cat" / "zz_broken.jpg"
     bad.write_text("not an image")
-    out = tmp_path / "run"
-    done = deit("train", *TINY, "--epochs", "1", "--set", "train_crop=none",
-                "--data-dir", folder, "--out", out)  # fmt: skip
-    assert done.returncode == 1
-    assert last_line(done.stderr).startswith(
+    out = tmp_path / "run"  # in-process: the command's exit code and last line, no new torch
+    done = main(["train", *TINY, "--epochs", "1", "--set", "train_crop=none",
+                 "--data-dir", str(folder), "--out", str(out)])  # fmt: skip
+    assert done == 1
+    assert last_line(capsys.readouterr().err).startswith(
         f"deit train: error: cannot decode {bad}: not an image Pillow can read; the run stopped"
     )
-    done = deit("train", "--resume", out, "--set", "skip_bad_files=true")
-    assert done.returncode == 0, done.stderr
+    assert main(["train", "--resume", str(out), "--set", "skip_bad_files=true"]) == 0
     assert (out / "skipped_files.txt").read_text() == f"{bad}\n"
     assert json.loads((out / "summary.json").read_text())["skipped_files"] == 1
 
@@ -129,10 +129,13 @@ def _step(run_dir):
 def test_a_folder_run_killed_mid_epoch_resumes_bit_identical(cifar_folder, tmp_path):
     common = [*TINY, "--epochs", "2", "--set", "workers=2", "--set", "checkpoint_every=3",
               "--set", "mixup=0.8", "--data-dir", str(cifar_folder)]  # fmt: skip
-    assert deit("train", *common, "--out", tmp_path / "whole").returncode == 0
+    line = [sys.executable, "-m", "deit", "train", *common, "--out"]
+    # The uninterrupted run trains beside the one that is killed (one thread each).
+    whole = subprocess.Popen([*line, str(tmp_path / "whole")], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     cut = tmp_path / "cut"
-    line = [sys.executable, "-m", "deit", "train", *common, "--out", str(cut)]
-    process = subprocess.Popen(line, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*line, str(cut)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 300
     while _step(cut) < 9:  # inside the second epoch (8 steps an epoch)
         assert process.poll() is None, process.communicate()[1]
@@ -142,6 +145,7 @@ def test_a_folder_run_killed_mid_epoch_resumes_bit_identical(cifar_folder, tmp_p
     process.wait(timeout=60)
     done = deit("train", "--resume", cut, "--set", "workers=0")  # another worker count: same run
     assert done.returncode == 0, done.stderr
+    assert whole.wait(timeout=300) == 0, whole.communicate()[1]
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
     resumed = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
     for key, value in whole.items():
@@ -195,7 +199,7 @@ def test_sigterm_to_the_whole_process_group_stops_a_streamed_run_cleanly(cifar_f
     import os
 
     out = tmp_path / "run"
-    line = [sys.executable, "-m", "deit", "train", *TINY, "--epochs", "3", "--set", "workers=2",
+    line = [sys.executable, "-m", "deit", "train", *TINY, "--epochs", "2", "--set", "workers=2",
             "--set", "checkpoint_every=2", "--data-dir", str(cifar_folder),
             "--out", str(out)]  # fmt: skip
     process = subprocess.Popen(line, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -208,5 +212,4 @@ def test_sigterm_to_the_whole_process_group_stops_a_streamed_run_cleanly(cifar_f
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=60) == 130, process.communicate()[1]
     assert "Traceback" not in process.communicate()[1]
-    done = deit("train", "--resume", out)
-    assert done.returncode == 0, done.stderr
+    assert main(["train", "--resume", str(out)]) == 0  # in-process: the resume is not the point
