@@ -184,7 +184,7 @@ def test_training_into_a_full_disk_stops_with_one_line(tmp_path, cifar_dir):
     try:
         out = disk / "run"
         command = [sys.executable, "-m", "deit", "train", "--preset", "smoke", "--epochs", "2",
-                   "--set", "train_size=512", "--data-dir", str(cifar_dir),
+                   "--set", "train_size=128", "--set", "test_size=64", "--data-dir", str(cifar_dir),
                    "--out", str(out)]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         last = done.stderr.strip().splitlines()[-1].split("\r")[-1].strip()
