@@ -52,8 +52,8 @@ def test_hard_distillation_run_records_teacher_accuracy_and_agreement(
     """A bf16 teacher on a machine without bf16 units still runs, with a one-line warning."""
     monkeypatch.setattr(hardware, "fast_bf16", lambda device: False)
     config = from_preset(
-        "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=1, train_size=512,
-        ema_decay=0.99, teacher_bf16=True,
+        "smoke", distillation="hard", data_dir=str(cifar_dir), epochs=1, train_size=256,
+        test_size=500, ema_decay=0.99, teacher_bf16=True,
     )  # fmt: skip
     summary = trainer.train(config, tmp_path / "run")
     warnings = [line for line in capsys.readouterr().err.splitlines() if "bfloat16" in line]
