@@ -64,7 +64,7 @@ def test_bench_refuses_unknown_models(capsys):
 def test_the_gpu_check_script_runs_its_steps_on_a_cpu(cifar_dir, tmp_path):
     """The script's own dry run (DEVICE=cpu, tiny slices), so it cannot rot without a GPU."""
     env = {**os.environ, "DEVICE": "cpu", "OUT": str(tmp_path / "check"), "BENCH_FLAGS": "--quick",
-           "EPOCH_SETS": "train_size=192 test_size=128 batch_size=32 bf16=false",
+           "EPOCH_SETS": "train_size=96 test_size=64 batch_size=32 bf16=false",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(cifar_dir)],
