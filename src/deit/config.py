@@ -35,7 +35,7 @@ class TrainConfig:
     num_heads: int = 0  # attention heads; 0: the student name's
     distillation: str = "none"  # none, soft or hard (the paper's losses)
     teacher: str = "cifar10-teacher"  # shipped name or checkpoint path; used unless "none"
-    teacher_arch: str = ""  # a bare state dict's architecture, e.g. tv_resnet50 (torchvision)
+    teacher_arch: str = ""  # a bare state dict's architecture: tv_resnet50 (torchvision), timm:NAME
     distillation_alpha: float | None = None  # None: the paper's (soft 0.1, hard 0.5)
     distillation_tau: float = 3.0  # soft distillation's temperature τ
     init_from: str = ""  # checkpoint whose weights start the run (deit finetune); "": random

@@ -23,6 +23,7 @@ from deit.config import ConfigError
 from deit.models.cnn import TEACHER_ARCHS, model_from_spec, teacher_spec
 from deit.models.state_dicts import head_classes, load_weights
 from deit.models.teachers import Teacher
+from deit.models.timm_teacher import is_timm_arch, load_timm_teacher
 
 __all__ = [
     "MAX_EXPORT_BYTES",
@@ -103,7 +104,8 @@ def _unpack(payload: dict[str, Any], path: Path, arch: str | None):
     if arch is None:
         raise CheckpointError(
             f"{path} is a bare state dict without an architecture: name it with arch= "
-            f"(deit train: --set teacher_arch=NAME), one of {', '.join(TEACHER_ARCHS)}"
+            f"(deit train: --set teacher_arch=NAME), one of {', '.join(TEACHER_ARCHS)} or "
+            f"timm:NAME (any timm model)"
         )
     num_classes = head_classes(payload)  # the checkpoint's own classes, not a default
     return payload, {
@@ -126,7 +128,8 @@ def load_teacher(
     ``.safetensors`` file with the metadata ``export_teacher`` writes, or a
     bare state dict (a public CIFAR-10 ResNet-18 checkpoint, a torchvision
     ResNet with ``arch="tv_resnet50"``; plain, under ``model``/``state_dict``,
-    ``module.``-prefixed) together with ``arch=``; a bare state dict's class
+    ``module.``-prefixed) together with ``arch=``, or any timm model's weights
+    with ``arch="timm:NAME"`` (:mod:`deit.models.timm_teacher`); a bare state dict's class
     count is that of its head (``fc``/``linear``/``head`` weight).
     ``overrides`` (``mean``, ``std``, ``img_size``, ``maxpool``, …) replace the
     stored settings; ``classes`` names the teacher's classes in logit order
@@ -145,6 +148,8 @@ def load_teacher(
                 f"no teacher checkpoint at {path}; give a checkpoint file or one of the "
                 f"shipped names {list(SHIPPED_TEACHERS)}"
             )
+    if is_timm_arch(arch):
+        return load_timm_teacher(path, arch, classes, **overrides)
     if path.suffix == ".safetensors":
         state, spec = _read_safetensors(path)
         if arch is None and "arch" not in spec:
