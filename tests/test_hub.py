@@ -116,3 +116,10 @@ def test_unknown_names_and_official_hashes():
         hub.fetch("deit_huge_patch16_224")
     assert hub.expected_hash(hub.OFFICIAL["deit_tiny_distilled_patch16_224"]) == "b40b3cf7"
     assert all(len(hub.expected_hash(url)) == 8 for url in hub.OFFICIAL.values())
+
+
+def test_finetune_reads_an_official_name(official):
+    from deit.pretrained import read_pretrained
+
+    state, arch = read_pretrained("deit_test")
+    assert arch["distilled"] and arch["num_classes"] == 1000 and "dist_token" in state

@@ -37,8 +37,14 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     ``patch_size``, ``img_size``, ``distilled`` and ``num_classes``: read
     from the stored config for this project's checkpoints, inferred from the
     tensor shapes for official ones (with 64-dimensional heads, as in every
-    DeiT). Raises ``CheckpointError`` for anything that is not a DeiT.
+    DeiT). An official name (``deit_tiny_distilled_patch16_224``; see
+    :mod:`deit.hub`) that is not a file here is fetched into the cache. Raises
+    ``CheckpointError`` for anything that is not a DeiT.
     """
+    from deit import hub  # hub reads official files through this module
+
+    if hub.is_official(str(path)) and not Path(path).exists():
+        path = hub.fetch(str(path))
     return pretrained_state(load_checkpoint(path), path)
 
 
