@@ -228,5 +228,11 @@ def test_checkpoints_that_are_not_students_are_refused(tmp_path, capsys):
     assert "deit_tiny_distilled_patch16_224" in err[0]  # the official names are listed
 
 
-def test_public_api_names(folder_student):
+def test_public_api_names_and_help(capsys):
     assert deit.load is load and deit.predict is predict
+    for command, words in (("predict", "preprocessing"), ("export", "ONNX Runtime")):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0 and words in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", "cifar10-teacher", "x.png"]) == 2
+    assert "is a teacher, not a student" in capsys.readouterr().err

@@ -160,9 +160,10 @@ def official_model(path: Path, payload: Any):
     try:
         state, arch = pretrained_state(payload, path)
     except CheckpointError as err:
+        reason = str(err).removeprefix(f"{path} ").removeprefix("is not a DeiT checkpoint ")
         raise CheckpointError(
-            f"{path} is not a DeiT student (a deit train/finetune checkpoint or official DeiT "
-            f"weights): {str(err).removeprefix(f'{path} ')}"
+            f"{path} is not a DeiT student (neither a deit train/finetune checkpoint nor official "
+            f"DeiT weights): {reason.strip('()')}"
         ) from None
     model = VisionTransformer(
         img_size=arch["img_size"], patch_size=arch["patch_size"], embed_dim=arch["embed_dim"],

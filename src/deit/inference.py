@@ -138,7 +138,10 @@ def _resolve(checkpoint: str | os.PathLike[str], download: bool) -> Path:
     if path.is_file():
         return path
     from deit import hub
+    from deit.models.teacher_files import SHIPPED_TEACHERS
 
+    if str(checkpoint) in SHIPPED_TEACHERS:
+        raise CheckpointError(f"{checkpoint} is a teacher, not a student")
     if hub.is_official(str(checkpoint)):
         return hub.fetch(str(checkpoint), download=download)
     raise CheckpointError(
