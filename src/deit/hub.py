@@ -135,7 +135,7 @@ def download_file(url: str, dest: Path, sha256_prefix: str, *, progress: bool = 
             )
         os.replace(part, dest)
     except (urllib.error.URLError, http.client.HTTPException) as err:
-        raise OSError(f"{url}: {getattr(err, 'reason', None) or err!r}") from None
+        raise OSError(str(getattr(err, "reason", None) or err) or type(err).__name__) from None
     finally:
         part.unlink(missing_ok=True)
 
