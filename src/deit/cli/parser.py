@@ -279,10 +279,12 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
         "(exit 1, nothing written) if any logit differs from PyTorch's by more than 1e-4. "
         "timm: the state dict in timm's names as safetensors, and the timm.create_model name "
         "and kwargs that load it with load_state_dict(strict=True); fails unless timm's "
-        "logits are bit-identical. Needs pip install 'deit[onnx]' or 'deit[timm]'.",
+        "logits are bit-identical. pt2: a torch.export program (dynamic batch), loaded back "
+        "with torch.export.load and compared (at most 1e-5). onnx and timm need pip install "
+        "'deit[onnx]' or 'deit[timm]'; pt2 only PyTorch.",
     )
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR|FILE|NAME")
-    p.add_argument("--format", required=True, choices=["onnx", "timm"], help="what to write")
+    p.add_argument("--format", required=True, choices=["onnx", "timm", "pt2"], help="what to write")
     p.add_argument("--out", required=True, metavar="FILE", help="file to write")
     p.add_argument(
         "--head",

@@ -12,6 +12,8 @@ What this room holds today:
 - ``timm`` (:mod:`.timm_file`): a safetensors state dict in timm's names plus
   the ``timm.create_model`` name and kwargs that load it strict; fails unless
   timm's logits are bit-identical.
+- ``pt2`` (:mod:`.pt2_file`): a ``torch.export`` program (dynamic batch), loaded
+  back and compared; fails over 1e-5. Needs nothing beyond PyTorch.
 
 The optional extras: ``pip install 'deit[onnx]'`` (onnx, onnxscript,
 onnxruntime) and ``pip install 'deit[timm]'``.
@@ -31,10 +33,10 @@ from deit.config import ConfigError
 if TYPE_CHECKING:
     from deit.inference import Preprocess
 
-FORMATS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "timm": ("timm",)}
+FORMATS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "timm": ("timm",), "pt2": ()}
 """Export formats and the modules each needs (its extra has the format's name)."""
 
-TOLERANCE = {"onnx": 1e-4, "timm": 0.0}
+TOLERANCE = {"onnx": 1e-4, "timm": 0.0, "pt2": 1e-5}
 """The largest difference from PyTorch's logits each format's check accepts."""
 
 
@@ -95,12 +97,16 @@ def export_model(
     require(FORMATS[format], format)
     model, preprocess, classes = load(checkpoint, head=head, download=download)
     out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+    part = out.with_name(f".{out.stem}.{os.getpid()}.part{out.suffix}")  # same ending
     try:
         if format == "onnx":
             from deit.export.onnx_file import write_onnx
 
             report = write_onnx(model, preprocess, classes, part, str(checkpoint))
+        elif format == "pt2":
+            from deit.export.pt2_file import write_pt2
+
+            report = write_pt2(model, preprocess, classes, part, str(checkpoint))
         else:
             from deit.export.timm_file import write_timm
 
