@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from deit import hub
 from deit.checkpoint import CheckpointError, load_checkpoint
 from deit.config import ConfigError, TrainConfig
 from deit.data import IMAGE_EXTENSIONS, DataError, load_cifar, open_rgb
@@ -38,6 +39,7 @@ from deit.data.transforms import eval_crop, plain_resize, to_tensor
 from deit.evaluation import rebuild_student
 from deit.inputs import normalization
 from deit.models.deit import HEADS, VisionTransformer
+from deit.models.teacher_files import SHIPPED_TEACHERS
 
 CIFAR_SIZE = 32
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -137,9 +139,6 @@ def _resolve(checkpoint: str | os.PathLike[str], download: bool) -> Path:
         return path
     if path.is_file():
         return path
-    from deit import hub
-    from deit.models.teacher_files import SHIPPED_TEACHERS
-
     if str(checkpoint) in SHIPPED_TEACHERS:
         raise CheckpointError(f"{checkpoint} is a teacher, not a student")
     if hub.is_official(str(checkpoint)):
@@ -173,8 +172,6 @@ def load(
         preprocess = _student_preprocess(config)
         classes = _student_classes(config, model.num_classes)
     else:
-        from deit import hub
-
         model, preprocess, classes = hub.official_model(path, payload)
     if head is not None:
         if head not in HEADS:
