@@ -30,15 +30,8 @@ from deit.models.teachers import Teacher, predict
 from deit.pretrained import load_pretrained, read_pretrained
 from deit.rundir import RunDir, RunFailed, RunInterrupted, StopOnSignal, open_run
 
-FREE_ON_RESUME = (
-    "data_dir",
-    "download",
-    "threads",
-    "checkpoint_every",
-    "workers",
-    "skip_bad_files",
-    "eval_every",
-)
+FREE_ON_RESUME = ("data_dir", "download", "threads", "checkpoint_every", "workers",
+                  "skip_bad_files", "eval_every")  # fmt: skip
 """Settings a resumed run may change: where the data is, threads, checkpoint frequency,
 loader processes, whether to skip a file that cannot be decoded, and how often to evaluate
 (none of them changes what is trained)."""
@@ -220,8 +213,13 @@ def train(
     )  # fmt: skip
     if run.finished:
         return run.read_json("summary.json")
-    with session(config.device) as world:
-        return _train(config, run, resume, command, world)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or threads)
+    try:
+        with session(config.device) as world:
+            return _train(config, run, resume, command, world)
+    finally:
+        torch.set_num_threads(threads)  # the caller's own count back (a notebook, a test)
 
 
 def _evaluate_all(model, inputs: RunInputs, world: World, **kwargs) -> dict[str, float]:
@@ -261,8 +259,6 @@ def _build_student(config: TrainConfig, num_classes: int, world: World) -> torch
 
 def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World) -> dict:
     """The body of :func:`train`, run by every rank of the job."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     inputs = load_inputs(config, world)
     config = settle(config, inputs, world.world_size)  # epochs from budget_images; the subset
