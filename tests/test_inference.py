@@ -64,6 +64,15 @@ def folder_student(image_folder, tmp_path_factory):
     return save_student(tmp_path_factory.mktemp("run") / "checkpoint.pt", config, 3)
 
 
+def test_the_class_names_saved_in_the_checkpoint_win_when_the_folder_is_gone(tmp_path):
+    config = folder_config(tmp_path / "moved")  # the training folder is no longer there
+    path = save_student(tmp_path / "c.pt", config, 3)
+    assert load(path)[2] == ("0", "1", "2")  # an older checkpoint: indices
+    payload = torch.load(path, weights_only=True) | {"classes": ["bee", "cow", "owl"]}
+    torch.save(payload, path)
+    assert load(path)[2] == ("bee", "cow", "owl")
+
+
 def test_predict_gives_deit_evals_predictions_for_a_folder_student(image_folder, folder_student):
     """Image by image, predict's class is the argmax deit eval computes on the same batches."""
     model, preprocess, classes = load(folder_student)

@@ -124,6 +124,8 @@ def test_a_run_records_its_subset_and_a_budget_sets_its_epochs(cifar_dir, tmp_pa
     assert summary["train_set"] == {"images": 20, "train_size": 20, "subset_seed": 3,
                                     "subset_sha256": config["subset_sha256"]}  # fmt: skip
     assert len(config["subset_sha256"]) == 16
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["classes"]
+    assert saved[:2] == ["airplane", "automobile"] and len(saved) == 10  # for deit predict
 
 
 @pytest.mark.slow

@@ -106,15 +106,20 @@ def _student_preprocess(config: TrainConfig) -> Preprocess:
     return Preprocess(mode, config.img_size, config.eval_crop_pct, mean, std, config.img_size)
 
 
-def _student_classes(config: TrainConfig, num_classes: int) -> tuple[str, ...]:
+def _student_classes(
+    config: TrainConfig, num_classes: int, saved: list[str] | None = None
+) -> tuple[str, ...]:
     """The class names of the data set the student was trained on (indices when unknown).
 
-    CIFAR-10's are known; CIFAR-100's are read from the data set, and an
-    image folder's are the sorted visible folder names of its ``train/``, if
-    the data is still where the run found it.
+    Those its checkpoint saved (every checkpoint of ``deit train`` since they
+    were added); for older ones: CIFAR-10's are known; CIFAR-100's are read
+    from the data set, and an image folder's are the sorted visible folder
+    names of its ``train/``, if the data is still where the run found it.
     """
     names: tuple[str, ...] = ()
-    if config.dataset == "cifar10":
+    if saved:
+        names = tuple(saved)
+    elif config.dataset == "cifar10":
         names = CIFAR10_CLASSES
     elif config.dataset == "folder" and config.data_dir:
         train = Path(config.data_dir) / "train"
@@ -170,7 +175,7 @@ def load(
     if isinstance(payload, dict) and "student" in (payload.get("config") or {}):
         model, config = rebuild_student(payload, str(path))
         preprocess = _student_preprocess(config)
-        classes = _student_classes(config, model.num_classes)
+        classes = _student_classes(config, model.num_classes, payload.get("classes"))
     else:
         model, preprocess, classes = hub.official_model(path, payload)
     if head is not None:

@@ -303,9 +303,9 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
 
     def save(at_step: int, stats: dict) -> None:
         checkpoint = _state(parts, at_step, stats, config, world)
-        if checkpoint is not None:
+        if checkpoint is not None:  # with the class names, for deit predict and deit.load
             run.record_skipped(inputs.skipped)
-            run.save_checkpoint(checkpoint)
+            run.save_checkpoint(checkpoint | {"classes": list(inputs.classes)})
 
     sync_every = 1 if world.device.type == "cpu" else 50
     evaluation = {"img_size": config.img_size}
