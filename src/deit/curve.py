@@ -209,9 +209,9 @@ def curve_markdown(results: dict) -> str:
         "",
         f"`{' '.join(results['command'])}` — {results['date']}, {hw.get('cpu', '?')}, "
         f"{hw.get('threads', '?')} threads. Every run sees {results['budget_images']:,} images "
-        f"(equal compute); class-balanced subsets of {results['full_train_size']:,} training "
-        f"images, {results['classes']} classes. Cells: mean ± half the range over seeds "
-        "(seeds in brackets); distilled runs by their avg head.",
+        f"(equal compute); N images drawn class-balanced from {results['full_train_size']:,} "
+        f"training images, {results['classes']} classes; {_evaluated_on(results)}. Cells: mean "
+        "± half the range over seeds (seeds in brackets); distilled runs by their avg head.",
         "",
         "| N | per class | " + " | ".join(names) + " | teacher | E − A (per seed) |",
         "|---:|---:|" + "---:|" * len(names) + "---:|---:|",
@@ -245,6 +245,14 @@ def curve_markdown(results: dict) -> str:
             t = p["teacher"]
             lines.append(f"- N = {p['size']:,}: {t['top1']:.2f} %, {t['source']}")
     return "\n".join(lines) + "\n"
+
+
+def _evaluated_on(results: dict) -> str:
+    """Where the students were scored, in words (the test set, or validation parts)."""
+    places = {run["evaluated_on"] for p in results["points"] for run in p["runs"].values()}
+    if places <= {"test"}:
+        return "scored on the test set"
+    return "scored on a class-balanced tenth held out of each subset (validation, not test)"
 
 
 def write_curve(out: Path, results: dict) -> None:
