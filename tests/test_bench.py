@@ -16,7 +16,7 @@ from deit.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"model", "img_size", "patch_size", "batch_size", "mode", "img_per_s", "gflop_per_s",
-        "ceiling_gflop_per_s", "ratio"}  # fmt: skip
+        "ceiling_gflop_per_s", "ratio", "attainable_gflop_per_s", "attainable_ratio"}  # fmt: skip
 
 
 def test_a_linear_layer_counts_two_flops_per_multiply_add():
@@ -41,6 +41,8 @@ def test_measure_reports_speed_against_the_ceiling():
     for r in rows:
         assert r.img_per_s > 0 and r.gflop_per_img > 0
         assert abs(r.ratio - r.gflop_per_s / ceiling) < 1e-9
+        assert r.attainable_gflop_per_s > 0
+        assert abs(r.attainable_ratio - r.gflop_per_s / r.attainable_gflop_per_s) < 1e-9
 
 
 def test_bench_json_lists_every_row_with_the_issues_keys(capsys):

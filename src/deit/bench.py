@@ -9,7 +9,11 @@ the counter's own SDPA formulas, which it applies on GPUs: the same work is
 counted on every device. The ceiling is the best GFLOP/s of a large square
 matrix product in the same precision, measured in the same process before
 and after the models; the ratio to it says how much of the machine the step
-uses.
+uses. Beside it, each step's *attainable* ceiling (:mod:`deit.attainable`):
+the step's own matrix products and attention kernels, at the step's batch
+and token count, timed alone; the ratio to that says how much of the step's
+time is lost outside its products, the ratio of the attainable ceiling to the
+square one how much its product shapes cost.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from deit.attainable import attainable_seconds
 from deit.config import ConfigError
 from deit.hardware import hardware
 from deit.models import create_model
@@ -53,6 +58,8 @@ class Measurement:
     gflop_per_s: float
     ceiling_gflop_per_s: float
     ratio: float
+    attainable_gflop_per_s: float  # the step's FLOPs over its own products' time alone
+    attainable_ratio: float  # gflop_per_s / attainable_gflop_per_s
 
 
 def _sync(device: torch.device) -> None:
@@ -184,6 +191,7 @@ def measure(
         flops = count_flops(step)
         seconds = time_step(step, device, warmup, steps)
         gflop_per_s = flops / seconds / 1e9
+        attainable = flops / attainable_seconds(step, device) / 1e9
         rows.append(
             Measurement(
                 model=name,
@@ -197,6 +205,8 @@ def measure(
                 gflop_per_s=gflop_per_s,
                 ceiling_gflop_per_s=ceiling,
                 ratio=gflop_per_s / ceiling,
+                attainable_gflop_per_s=attainable,
+                attainable_ratio=gflop_per_s / attainable,
             )  # fmt: skip
         )
     return rows
@@ -278,13 +288,15 @@ def markdown(result: dict) -> str:
         f"{result['device']} · {result['threads']} threads · torch {result['torch']} · "
         f"matmul ceiling GFLOP/s: {ceilings}",
         "",
-        "| model | img | patch | batch | mode | dtype | img/s | GFLOP/img | GFLOP/s | ratio |",
-        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|",
+        "| model | img | patch | batch | mode | dtype | img/s | GFLOP/img | GFLOP/s | ratio "
+        "| attainable GFLOP/s | of attainable |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['model']} | {r['img_size']} | {r['patch_size'] or '-'} | {r['batch_size']} "
             f"| {r['mode']} | {r['dtype']} | {r['img_per_s']:.1f} | {r['gflop_per_img']:.3f} "
-            f"| {r['gflop_per_s']:.1f} | {100 * r['ratio']:.1f} % |"
+            f"| {r['gflop_per_s']:.1f} | {100 * r['ratio']:.1f} % "
+            f"| {r['attainable_gflop_per_s']:.1f} | {100 * r['attainable_ratio']:.1f} % |"
         )
     return "\n".join(lines)
