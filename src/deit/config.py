@@ -40,7 +40,7 @@ class TrainConfig:
     distillation_tau: float = 3.0  # soft distillation's temperature τ
     init_from: str = ""  # checkpoint whose weights start the run (deit finetune); "": random
     teacher_bf16: bool = False  # teacher forward under bfloat16 autocast (faster on bf16 hardware)
-    dataset: str = "cifar10"  # cifar10, cifar100, or folder (an ImageNet-layout folder: data_dir)
+    dataset: str = "cifar10"  # cifar10, cifar100, folder (ImageNet layout: data_dir) or shards
     data_dir: str | None = None  # where the data set is (a folder's root); None: $DEIT_DATA
     download: bool = True  # fetch CIFAR when it is missing
     workers: int = -1  # folder data: decoding processes; -1: one per core, 0: in the training one
@@ -49,6 +49,7 @@ class TrainConfig:
     eval_crop_pct: float = 0.875  # folder evaluation: short side to size/this, central crop
     skip_bad_files: bool = False  # folder data: skip (and list) undecodable files, not stop
     decode_once: bool = False  # folder data: decode train/ once at decode_size, crop on the device
+    shard_buffer: int = 1000  # shards: samples in each stream's shuffle buffer (1: no shuffle)
     decode_size: int = 0  # decode_once's image size; 0: the student's img_size / 0.875, rounded
     normalization: str = "dataset"  # the data set's mean/std (ImageNet's for folders), or a name
     epochs: int = 10
@@ -339,10 +340,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"distillation_alpha must be in [0, 1], got {alpha}")
     if config.distillation_tau <= 0:
         raise ConfigError(f"distillation_tau must be positive, got {config.distillation_tau}")
-    if config.dataset not in ("cifar10", "cifar100", "folder"):
-        raise ConfigError(f"dataset must be cifar10, cifar100 or folder, got {config.dataset!r}")
+    if config.dataset not in ("cifar10", "cifar100", "folder", "shards"):
+        raise ConfigError(
+            f"dataset must be cifar10, cifar100, folder or shards, got {config.dataset!r}"
+        )
     if config.dataset == "folder" and not config.data_dir:
         raise ConfigError("dataset=folder needs --data-dir ROOT (ROOT/train/<class>/<image>, val/)")
+    _check_shards(config)
     if config.normalization not in ("dataset", "cifar10", "cifar100", "imagenet"):
         raise ConfigError(
             f"normalization must be dataset, cifar10, cifar100 or imagenet, "
@@ -364,6 +368,21 @@ def validate(config: TrainConfig) -> TrainConfig:
     if config.workers < -1:
         raise ConfigError(f"workers must be -1 (one per core) or more, got {config.workers}")
     return config
+
+
+def _check_shards(config: TrainConfig) -> None:
+    """dataset=shards: a source, and none of the selections that need the samples listed."""
+    if config.dataset != "shards":
+        return
+    if not config.data_dir:
+        raise ConfigError("dataset=shards needs --data-dir DIR, a pattern or a URL of the shards")
+    if config.shard_buffer < 1:
+        raise ConfigError(f"shard_buffer must be at least 1, got {config.shard_buffer}")
+    listed = ("train_size", "test_size", "validation", "decode_once")
+    chosen = [key for key in listed if getattr(config, key)]
+    if chosen:
+        raise ConfigError(f"dataset=shards streams every sample: {chosen[0]} needs the folder "
+                          f"(select before: python -m deit.data.export shards)")  # fmt: skip
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What a training run reads: CIFAR held in memory, or an image folder streamed from disk.
+"""What a training run reads: CIFAR held in memory, an image folder streamed from disk, shards.
 
 Both give the trainer the same three things: a train loader of uint8 batches
 on the device in the one global order of :func:`deit.data.loader.epoch_order`
@@ -26,6 +26,10 @@ student's size on the device (:class:`deit.data.crops.RandomResizedCrops`:
 bicubic, not antialiased, boxes inside that central square).
 ``train_crop=none``: each image is decoded at the student's size exactly as
 streamed (resized, then the padded crop), so the run is the streamed one.
+``dataset=shards`` streams WebDataset shards (:mod:`deit.data.shard_loader`)
+with the folder's per-image views; ``data_dir`` names them (a folder, a
+pattern or a URL).
+
 It applies when N × 3 × decode_size² bytes fit on the device: ImageNet's
 1 281 167 images at 256 px are 252 GB (no); 50 000 at 37 px are 205 MB (yes).
 Under torchrun every rank decodes (and holds) the whole set.
@@ -54,6 +58,8 @@ from deit.data import (
 from deit.data.augment import dataset_stats
 from deit.data.crops import RandomResizedCrops
 from deit.data.loader import shard_size
+from deit.data.shard_loader import ShardLoader
+from deit.data.shards import find_shards
 from deit.data.stream import StreamLoader
 from deit.data.subsets import (
     balanced_subset,
@@ -78,7 +84,7 @@ class RunInputs:
     classes: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    train: BatchLoader | StreamLoader | DecodeOnce
+    train: BatchLoader | StreamLoader | DecodeOnce | ShardLoader
     eval_batches: Callable[[], Batches]  # this rank's share, every image once over the ranks
     crop_padding: int  # the batched padded crop: 0 after a per-image random-resized crop
 
@@ -87,7 +93,7 @@ class RunInputs:
         """Number of classes the heads predict."""
         return len(self.classes)
 
-    evaluation: StreamLoader | None = None  # a folder's evaluation loader
+    evaluation: StreamLoader | ShardLoader | None = None  # a folder's or the shards' evaluation
     train_set: dict = dataclasses.field(default_factory=dict)  # see :func:`train_set_record`
 
     @property
@@ -101,7 +107,7 @@ def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, 
     """The (mean, std) the student's inputs are normalised with."""
     name = config.normalization
     if name == "dataset":
-        name = "imagenet" if config.dataset == "folder" else config.dataset
+        name = "imagenet" if config.dataset in ("folder", "shards") else config.dataset
     return dataset_stats(name)
 
 
@@ -120,6 +126,8 @@ def _load_inputs(config: TrainConfig, world: World) -> RunInputs:
     mean, std = normalization(config)
     if config.dataset == "folder":
         return _folder_inputs(config, world, mean, std)
+    if config.dataset == "shards":
+        return _shard_inputs(config, world, mean, std)
     data, kept = cifar_splits(config)
     to, rank, ranks = world.device, world.rank, world.world_size
     train = BatchLoader(
@@ -266,8 +274,15 @@ def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
         eval_samples, EVAL_BATCH, mode="eval" if rrc else "plain", shuffle=False,
         drop_last=False, skip_bad=config.skip_bad_files, crop_pct=config.eval_crop_pct, **common,
     )  # fmt: skip
+    padding = 0 if rrc else config.crop_padding
+    eval_batches = _kept(evaluation, len(eval_samples) * 3 * size * size <= CACHE_BYTES)
+    return RunInputs(classes, mean, std, train, eval_batches, padding, evaluation,
+                     train_set_record(config, kept))  # fmt: skip
+
+
+def _kept(evaluation: StreamLoader | ShardLoader, fits: bool) -> Callable[[], Batches]:
+    """The evaluation batches: decoded on the first pass, then kept when they ``fits``."""
     cache: list[tuple[torch.Tensor, torch.Tensor]] = []
-    fits = len(eval_samples) * 3 * size * size <= CACHE_BYTES
 
     def eval_batches() -> Batches:
         if cache:
@@ -281,9 +296,35 @@ def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
         if fits:
             cache.extend(decoded)
 
-    padding = 0 if rrc else config.crop_padding
-    return RunInputs(classes, mean, std, train, eval_batches, padding, evaluation,
-                     train_set_record(config, kept))  # fmt: skip
+    return eval_batches
+
+
+def _shard_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
+    """Training and evaluation batches streamed from the shards ``data_dir`` names.
+
+    The classes come from the training shards (their info file, else their
+    labels); the evaluation shards must use the same classes.
+    """
+    train_set, val_set = find_shards(config.data_dir, "train"), find_shards(config.data_dir, "val")
+    if val_set.classes != train_set.classes[: len(val_set.classes)]:
+        raise DataError(f"{config.data_dir}: the val shards' classes are not the train shards'")
+    val_set = dataclasses.replace(val_set, classes=train_set.classes)
+    size, rrc = config.img_size, config.train_crop == "random_resized"
+    common = {"size": size, "rank": world.rank, "world_size": world.world_size,
+              "workers": workers(config), "device": world.device,
+              "skip_bad": config.skip_bad_files}  # fmt: skip
+    train = ShardLoader(
+        train_set, config.batch_size, mode="train" if rrc else "plain", seed=config.seed,
+        repeats=config.repeated_augmentation, scale=tuple(config.rrc_scale),
+        buffer=config.shard_buffer, **common,
+    )  # fmt: skip
+    evaluation = ShardLoader(val_set, EVAL_BATCH, mode="eval" if rrc else "plain",
+                             crop_pct=config.eval_crop_pct, **common)  # fmt: skip
+    eval_batches = _kept(evaluation, len(val_set) * 3 * size * size <= CACHE_BYTES)
+    record = train_set_record(config, list(range(len(train_set))))
+    record["per_class"] = list(train_set.per_class)
+    return RunInputs(train_set.classes, mean, std, train, eval_batches,
+                     0 if rrc else config.crop_padding, evaluation, record)  # fmt: skip
 
 
 def decode_all(

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from deit.checkpoint import CheckpointError
 from deit.config import ConfigError, TrainConfig, config_from_dict, validate
 from deit.data import DataError, TrainAugment
+from deit.data.shards import ShardError
 from deit.distill import distillation_loss
 from deit.distributed import World, is_main_process, session
 from deit.ema import ModelEMA
@@ -356,11 +357,12 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                     _print_epoch(record, config.epochs)
                 if interrupted and step < total:
                     raise RunInterrupted(run.path, step, total, run.resume_with)
-        except DataError as err:  # a file that fails to decode mid-run
-            raise RunFailed(
-                f"{err}; the run stopped at step {step}. Remove or replace the file and resume, "
-                f"or resume with --set skip_bad_files=true to skip such files"
-            ) from None
+        except DataError as err:  # a file that fails to decode mid-run, or a shard
+            fix = "Remove or replace the file and resume, or resume with --set " \
+                "skip_bad_files=true to skip such files"  # fmt: skip
+            if isinstance(err, ShardError):  # missing, cut short, a sample without its label
+                fix = "Replace the shard and resume"
+            raise RunFailed(f"{err}; the run stopped at step {step}. {fix}") from None
     summary = _summary(config, model, record, teacher_top1) | {"train_set": inputs.train_set}
     if inputs.skipped:
         summary["skipped_files"] = len(inputs.skipped)

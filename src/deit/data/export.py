@@ -4,7 +4,8 @@ Nothing can be downloaded here, so ``data/folder.py`` is exercised on files writ
 `export_cifar` writes it as lossless PNGs (pixel-identical, so a reader can be checked exactly);
 `make_imagenet_like` builds an ImageNet look-alike from it: JPEGs of varied sizes around
 500×375 in synset folders, mixed extensions, odd modes and formats, files to skip and, on
-request, broken ones. ``python -m deit.data.export --help``. Never commit the output.
+request, broken ones. `deit.data.shards.write_shards` (``shards``) turns any image folder into
+WebDataset shards. ``python -m deit.data.export --help``. Never commit the output.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from deit.data.cifar import CIFAR, load_cifar
 from deit.data.layout import DataError
+from deit.data.shards import write_shards
 
 _SPECIAL = {"gray": ("L", ".JPEG"), "cmyk": ("CMYK", ".JPEG"), "rgba": ("RGBA", ".png")}
 _SPECIAL |= {"palette": ("P", ".png"), "webp": ("RGB", ".webp"), "bmp": ("RGB", ".bmp")}
@@ -242,7 +244,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m deit.data.export",
         description="Write image folders (ROOT/train/<class>/..., ROOT/val/<class>/...) from the "
-        "real CIFAR, for testing and benchmarking image-folder reading. Never downloads.",
+        "real CIFAR, for testing and benchmarking image-folder reading, or an image folder as "
+        "WebDataset shards. Never downloads.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
@@ -273,12 +276,51 @@ def _parser() -> argparse.ArgumentParser:
             flag, type=_count, default=default, metavar="N", help=f"{help} (default {default})"
         )
     like.add_argument("--bad", action="store_true", help="add a truncated JPEG and a text .jpg")
+    shards = commands.add_parser(
+        "shards", help="an image folder as WebDataset shards (.jpg + .cls, info.json)",
+        description=inspect.getdoc(write_shards).replace("``", ""), **raw,
+    )  # fmt: skip
+    shards.add_argument("--from", dest="root", required=True, help="the image folder's ROOT")
+    shards.add_argument("--out", required=True, help="output folder, absent or empty")
+    shards.add_argument("--per-shard", type=_count, default=1000, metavar="N",
+                        help="samples per shard (default 1000)")  # fmt: skip
+    shards.add_argument("--seed", type=_count, default=0, metavar="N",
+                        help="the order samples are written in (default 0)")  # fmt: skip
+    shards.add_argument("--overwrite", action="store_true", help="replace shards it wrote")
     return parser
+
+
+def _shards(options: dict) -> int:
+    """``python -m deit.data.export shards``: write, print what was written; exit status."""
+    out, start = Path(options["out"]), time.perf_counter()
+    try:
+        if out.exists() and not out.is_dir():
+            raise ExportError(f"output {out} is a file, not a folder")
+        own = [*out.glob("train-*.tar"), *out.glob("val-*.tar"), out / "info.json"]
+        if out.is_dir() and any(out.iterdir()) and not options["overwrite"]:
+            raise ExportError(f"output folder {out} is not empty; pass --overwrite to replace it")
+        for path in own if out.is_dir() else []:
+            path.unlink(missing_ok=True)
+        info = write_shards(options["root"], out, per_shard=options["per_shard"],
+                            seed=options["seed"])  # fmt: skip
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    splits = info["splits"]
+    counts = ", ".join(
+        f"{s} {e['num_samples']} in {len(e['filenames'])}" for s, e in splits.items()
+    )
+    megabytes = sum(sum(e["shard_bytes"]) for e in splits.values()) / 1e6
+    print(f"{out}: {counts} shards, {len(info['classes'])} classes, {megabytes:.1f} MB, "
+          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (2: bad input, with a one-line message)."""
     options = vars(_parser().parse_args(argv))
+    if options["command"] == "shards":
+        return _shards(options)
     command, dataset, data_dir, out = (
         options.pop(key) for key in ("command", "dataset", "data_dir", "out")
     )

@@ -1,0 +1,385 @@
+"""Training batches streamed from WebDataset shards, in an order fixed by the seed.
+
+:class:`ShardLoader` has :class:`~deit.data.stream.StreamLoader`'s interface
+(``len``, :meth:`~ShardLoader.set_epoch`, :meth:`~ShardLoader.indices`,
+:meth:`~ShardLoader.iter_from`) over a :class:`~deit.data.shards.ShardSet`.
+The order of an epoch is a function of the seed, the epoch, the number of
+ranks and the shards' sample counts, never of the number of workers
+(:func:`epoch_plan`):
+
+1. the shards are permuted by ``(seed, epoch)``; rank ``r`` of ``W`` takes
+   every ``W``-th, from the ``r``-th, so ranks never share a shard;
+2. a rank's shards are dealt to ``STREAMS`` streams (fewer when it has fewer
+   shards), each read front to back and shuffled through a buffer of
+   ``buffer`` samples seeded by ``(seed, epoch, rank, stream)``;
+3. the streams are interleaved one sample each in turn, and the epoch is cut
+   to whole batches (training: every rank the same number, the smallest a
+   rank can get from its shards) or not at all (evaluation).
+
+Workers split the streams (worker ``w`` of ``n`` reads streams ``w, w + n,
+...``), so no sample is read twice in an epoch, and the training process puts
+their samples back in the plan's order. Each image's random crop is seeded by
+``(seed, epoch, its global position)`` as for an image folder. Hence a run
+stopped mid-epoch resumes bit-identical, with any number of workers: each
+stream skips the shards whose samples were all used and reads, without
+decoding them, the used samples of the shards it resumes in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from deit.data.layout import DataError
+from deit.data.shards import ShardError, ShardSet, read_shard
+from deit.data.stream import MODES, _ignore_stop_signals
+from deit.data.transforms import RATIO, SCALE, Ratio, eval_image, plain_image, train_image
+
+STREAMS = 16
+"""Shard streams per rank: the workers one rank can keep busy, and the shards it reads at once."""
+
+
+def buffer_shuffle(ids: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``ids`` in the order a shuffle buffer of ``size`` emits them (webdataset's rule): each
+    arriving id joins the buffer; once it is full, a uniformly drawn one leaves; at the end the
+    rest leave in random order. Samples move at most about ``size`` places from where read."""
+    out, held, draws = [], [], rng.random(len(ids))
+    for t, sample in enumerate(ids.tolist()):
+        held.append(sample)
+        if len(held) >= size:
+            i = int(draws[t] * len(held))
+            out.append(held[i])
+            held[i] = held[-1]
+            held.pop()
+    out += rng.permutation(np.array(held, dtype=np.int64)).tolist()
+    return np.array(out, dtype=np.int64)
+
+
+def stream_shards(
+    n: int, *, seed: int, epoch: int, rank: int, world_size: int, shuffle: bool
+) -> list[list[int]]:
+    """The shards each of this rank's streams reads in ``epoch``, in reading order."""
+    shards = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    mine, streams = shards[rank::world_size], max(1, min(STREAMS, n // world_size))
+    return [mine[s::streams].tolist() for s in range(streams)]
+
+
+def epoch_plan(
+    counts: tuple[int, ...], *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+    shuffle: bool = True, buffer: int = 1000, repeats: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """This rank's epoch: (the global sample ids in order, the stream of each position).
+
+    A sample's global id is its shard's first id (the counts before it)
+    plus its place in the shard. See the module's text for the rule;
+    ``repeats`` (repeated augmentation) repeats each drawn sample that many
+    times in a row within its stream, cut back to the stream's length.
+    """
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    streams = stream_shards(len(counts), seed=seed, epoch=epoch, rank=rank,
+                            world_size=world_size, shuffle=shuffle)  # fmt: skip
+    ids, which, turn = [], [], []
+    for s, own in enumerate(streams):
+        seq = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in own])
+        if shuffle and buffer > 1:
+            seq = buffer_shuffle(seq, buffer, np.random.default_rng([seed, epoch, rank, s]))
+        seq = np.repeat(seq, repeats)[: len(seq)]
+        ids.append(seq)
+        which.append(np.full(len(seq), s))
+        turn.append(np.arange(len(seq)) * len(streams) + s)
+    order = np.argsort(np.concatenate(turn), kind="stable")
+    return np.concatenate(ids)[order], np.concatenate(which)[order]
+
+
+def fewest(counts: tuple[int, ...], world_size: int) -> int:
+    """The fewest samples a rank can be dealt in an epoch: its fewest shards, the smallest."""
+    return sum(sorted(counts)[: len(counts) // world_size])
+
+
+class _Named(io.BytesIO):
+    """A member's bytes as a file object whose ``str`` is its name (for the error lines)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.label = name
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class _Stream:
+    """One stream's reader: its shards front to back, keeping the samples still to be taken."""
+
+    def __init__(self, shards: ShardSet, order: list[int], starts: np.ndarray, needed: set):
+        self.shards, self.starts, self.needed = shards, starts, needed
+        self.queue = [i for i in order if any(j in needed for j in range(starts[i], starts[i + 1]))]
+        self.held: dict[int, tuple[str, bytes, int]] = {}
+        self.reading, self.last = None, (-1, None)
+
+    def take(self, sample: int) -> tuple[str, bytes, int]:
+        """Sample ``sample``'s (name, bytes, label), reading on until it is found."""
+        if sample == self.last[0]:  # a repeated copy
+            return self.last[1]
+        while sample not in self.held:
+            self._advance()
+        self.last = (sample, self.held.pop(sample))
+        return self.last[1]
+
+    def _advance(self) -> None:
+        if self.reading is None:
+            self.shard = self.queue.pop(0)  # never empty: every taken sample is in a queued shard
+            self.reading, self.read = read_shard(self.shards.sources[self.shard]), 0
+        source, count = self.shards.sources[self.shard], self.shards.counts[self.shard]
+        item = next(self.reading, None)
+        if item is None:
+            self.reading = None
+            if self.read < count:
+                raise ShardError(f"shard {source} ended after {self.read} of its {count} samples: "
+                                 f"truncated")  # fmt: skip
+            return
+        if self.read >= count:
+            raise ShardError(f"shard {source} holds more than the {count} samples counted")
+        sample = int(self.starts[self.shard]) + self.read
+        self.read += 1
+        if sample in self.needed:
+            self.held[sample] = item
+
+    def close(self) -> None:
+        """Stop reading (a ``pipe:`` command is ended)."""
+        if self.reading is not None:
+            self.reading.close()
+
+
+class ShardStream(IterableDataset):
+    """The decoding side: the epoch's plan, and each worker's samples decoded, in chunks.
+
+    ``order`` holds :func:`epoch_plan`'s keyword arguments but the epoch;
+    ``view`` those of :func:`sample_view`; ``limit`` whole batches of how
+    many samples the epoch is cut to (0: not cut). Epoch and first position
+    come through :attr:`state`, a tensor in shared memory, because
+    persistent workers hold their own copy of this object. A chunk is
+    ``(positions, images, labels, failures, fatal)``: ``failures`` lists
+    ``(position, name, message)`` of images that did not decode; ``fatal`` is
+    the one line of a shard error, which ends the worker's part.
+    """
+
+    def __init__(self, shards: ShardSet, order: dict, view: dict, limit: int, chunk: int):
+        self.shards, self.order, self.view = shards, order, view
+        self.limit, self.chunk = limit, chunk
+        self.state = torch.zeros(2, dtype=torch.int64).share_memory_()
+        self._plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`epoch_plan` for ``epoch``, cut to whole batches of ``limit``."""
+        if epoch not in self._plans:
+            ids, which = epoch_plan(self.shards.counts, epoch=epoch, **self.order)
+            if self.limit:
+                cut = fewest(self.shards.counts, self.order["world_size"])
+                cut -= cut % self.limit
+                ids, which = ids[:cut], which[:cut]
+            self._plans = {epoch: (ids, which)}  # one epoch at a time
+        return self._plans[epoch]
+
+    def __iter__(self) -> Iterator[tuple]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        epoch, first = self.state.tolist()
+        ids, which = self.plan(epoch)
+        mine = np.flatnonzero(which % workers == worker)
+        mine = mine[mine >= first]
+        starts = np.concatenate([[0], np.cumsum(self.shards.counts)]).astype(np.int64)
+        streams = stream_shards(len(self.shards.counts), epoch=epoch,
+                                **{k: self.order[k] for k in _SHARD_KEYS})  # fmt: skip
+        readers = {}
+        for s in np.unique(which[mine]).tolist():
+            needed = set(ids[mine[which[mine] == s]].tolist())
+            readers[s] = _Stream(self.shards, streams[s], starts, needed)
+        items = []
+        try:
+            for position in mine.tolist():
+                sample = readers[int(which[position])].take(int(ids[position]))
+                items.append(self._item(position, sample, epoch))
+                if len(items) == self.chunk:
+                    yield _chunk(items)
+                    items = []
+        except ShardError as err:
+            yield _chunk(items, fatal=str(err))
+            return
+        finally:
+            for reader in readers.values():
+                reader.close()
+        if items:
+            yield _chunk(items)
+
+    def _item(self, position: int, sample: tuple[str, bytes, int], epoch: int) -> tuple:
+        name, data, label = sample
+        if not 0 <= label < len(self.shards.classes):
+            raise ShardError(f"{name}: label {label} is not one of the "
+                             f"{len(self.shards.classes)} classes")  # fmt: skip
+        draw = self.order["rank"] + position * self.order["world_size"]
+        try:
+            image = sample_view(name, data, seed=self.order["seed"], epoch=epoch, draw=draw,
+                                **self.view)  # fmt: skip
+        except DataError as err:
+            return position, None, label, (name, str(err))
+        return position, image, label, None
+
+
+_SHARD_KEYS = ("seed", "rank", "world_size", "shuffle")
+
+
+def sample_view(
+    name: str, data: bytes, *, mode: str, size: int, seed: int, epoch: int, draw: int,
+    scale: Ratio = SCALE, ratio: Ratio = RATIO, crop_pct: float = 0.875,
+) -> torch.Tensor:  # fmt: skip
+    """One image's view, exactly as an image folder's (:class:`deit.data.stream.ImageStream`),
+    from its bytes: the random crop seeded by ``(seed, epoch, draw)``, ``draw`` its global
+    position; ``name`` names it in the one-line ``DataError`` of an image that cannot decode."""
+    if mode == "train":
+        rng = np.random.default_rng([seed, epoch, draw])
+        return _view(train_image, name, data, size, rng, scale, ratio)
+    if mode == "eval":
+        return _view(eval_image, name, data, size, crop_pct)
+    return _view(plain_image, name, data, size)
+
+
+def _view(function, name: str, data: bytes, *args) -> torch.Tensor:
+    """``function(name, *args, data=data)`` where the view takes the bytes it is given, else
+    ``function`` of a file object named ``name`` (Pillow reads either)."""
+    if "data" in inspect.signature(function).parameters:
+        return function(name, *args, data=data)
+    return function(_Named(data, name), *args)
+
+
+def _chunk(items: list, fatal: str | None = None) -> tuple:
+    good = [(p, image, label) for p, image, label, failure in items if failure is None]
+    images = torch.stack([image for _, image, _ in good]) if good else None
+    return (
+        [p for p, _, _ in good], images, [label for _, _, label in good],
+        [(p, *failure) for p, _, _, failure in items if failure is not None], fatal,
+    )  # fmt: skip
+
+
+class ShardLoader:
+    """Yield ``(images, labels)`` from shards: uint8 B×3×S×S and int64, on ``device``.
+
+    The interface of :class:`~deit.data.stream.StreamLoader`, with its
+    ``mode`` (train, eval, plain views), ``workers``, ``prefetch`` and
+    ``skip_bad`` (an image that does not decode is named, or skipped and
+    listed in :attr:`skipped`). A shard that is missing or truncated, or a
+    sample without its label, raises one-line ``DataError`` naming it, with
+    or without ``skip_bad``. The order is :func:`epoch_plan`'s, with
+    ``buffer`` samples per stream's shuffle buffer.
+    """
+
+    def __init__(
+        self, shards: ShardSet, batch_size: int, *, size: int, mode: str = "train",
+        seed: int = 0, repeats: int = 1, rank: int = 0, world_size: int = 1, workers: int = 0,
+        device: str | torch.device = "cpu", skip_bad: bool = False, scale: Ratio = SCALE,
+        ratio: Ratio = RATIO, crop_pct: float = 0.875, prefetch: int = 2,
+        shuffle: bool | None = None, drop_last: bool | None = None, buffer: int = 1000,
+    ) -> None:  # fmt: skip
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if len(shards.counts) < world_size:
+            raise ValueError(f"{len(shards.counts)} shard(s) cannot give each of {world_size} "
+                             f"ranks its own; write smaller shards")  # fmt: skip
+        self.shards, self.batch_size, self.mode, self.size = shards, batch_size, mode, size
+        self.seed, self.repeats, self.rank, self.world_size = seed, repeats, rank, world_size
+        self.shuffle = mode != "eval" if shuffle is None else shuffle
+        self.drop_last = mode != "eval" if drop_last is None else drop_last
+        self.device, self.skip_bad = torch.device(device), skip_bad
+        self.workers, self.prefetch = workers, prefetch
+        self.skipped: list[str] = []
+        self.epoch = 0
+        order = {"seed": seed, "rank": rank, "world_size": world_size, "shuffle": self.shuffle,
+                 "buffer": buffer, "repeats": repeats}  # fmt: skip
+        view = {"mode": mode, "size": size, "scale": scale, "ratio": ratio, "crop_pct": crop_pct}
+        limit = batch_size if self.drop_last else 0
+        self.dataset = ShardStream(shards, order, view, limit, chunk=min(batch_size, 64))
+        if len(self) == 0:
+            raise ValueError(f"{len(shards)} images in {len(shards.counts)} shard(s) make no "
+                             f"batch of {batch_size} on each of {world_size} rank(s) with "
+                             f"drop_last={self.drop_last}")  # fmt: skip
+        self._loader: DataLoader | None = None
+
+    def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's (sample ids, streams) of ``epoch``, in order (:meth:`ShardStream.plan`)."""
+        return self.dataset.plan(epoch)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (training: the same on every rank, every epoch)."""
+        if self.drop_last:
+            return fewest(self.shards.counts, self.world_size) // self.batch_size
+        return -(-len(self.plan(self.epoch)[0]) // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order (and crops) the next iteration draws."""
+        self.epoch = epoch
+
+    def indices(self) -> torch.Tensor:
+        """This rank's global sample ids for the current epoch, in batch order."""
+        return torch.from_numpy(self.plan(self.epoch)[0].copy())
+
+    def close(self) -> None:
+        """Stop the worker processes now; the next iteration starts new ones."""
+        self._loader = None
+
+    def _data_loader(self) -> DataLoader:
+        if self._loader is None:
+            fork = sys.platform == "linux" and self.workers
+            self._loader = DataLoader(
+                self.dataset, batch_size=None, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,
+                prefetch_factor=self.prefetch if self.workers else None,
+                multiprocessing_context="fork" if fork else None,
+                generator=torch.Generator(), worker_init_fn=_ignore_stop_signals,
+            )  # fmt: skip
+        return self._loader
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the epoch's batches."""
+        return self.iter_from(0)
+
+    def iter_from(self, first_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the epoch's batches from number ``first_batch`` on (to resume mid-epoch)."""
+        end, size = len(self.plan(self.epoch)[0]), self.batch_size
+        position = first_batch * size
+        self.dataset.state[0], self.dataset.state[1] = self.epoch, position
+        held: dict[int, tuple] = {}
+        batch: list[tuple] = []
+        failure = None
+        for positions, images, labels, failures, fatal in self._data_loader():
+            for i, p in enumerate(positions):
+                held[p] = (images[i], labels[i])
+            for p, name, message in failures:
+                held[p] = (None, name, message)
+            while position in held:
+                item = held.pop(position)
+                position += 1
+                if item[0] is not None:
+                    batch.append(item)
+                elif not self.skip_bad:
+                    failure = item[2]
+                elif item[1] not in self.skipped:
+                    self.skipped.append(item[1])
+                if failure is None and batch and (position % size == 0 or position == end):
+                    yield self._to_device(batch)
+                    batch = []
+            if failure is not None or fatal is not None:
+                self.close()  # now, not in whatever the garbage collector interrupts later
+                raise DataError(failure) if failure is not None else ShardError(fatal)
+        if position < end:  # a worker ended without its samples: never expected
+            raise DataError(f"the shards ended at sample {position} of {end} of this epoch")
+
+    def _to_device(self, batch: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        nb = self.device.type == "cuda"
+        images = torch.stack([image for image, _ in batch])
+        labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
+        return images.to(self.device, non_blocking=nb), labels.to(self.device, non_blocking=nb)

@@ -1,0 +1,360 @@
+"""WebDataset shards: tar files of ``<key>.jpg`` + ``<key>.cls`` samples, found, read and written.
+
+The format is WebDataset's (and timm's ``wds/``): a shard is a plain tar; the
+members of one sample are consecutive and share a key, the member's path up
+to the first dot of its file name (``n01440764_3.jpg``, ``n01440764_3.cls``);
+the rest is the suffix, in any case. An image is the first of the suffixes in
+`IMAGE_SUFFIXES`; its label the ``.cls`` member, an integer in decimal text.
+``info.json`` (or timm's ``_info.json``) beside the shards gives each split's
+file names and sample counts (timm's schema: ``splits.<split>.filenames``,
+``shard_lengths``, ``num_samples``) and, when `write_shards` wrote it, the
+class names, the counts per class and each shard's size in bytes.
+
+Why the standard library's :mod:`tarfile` and not the webdataset package
+(1.0.2): the loader (:mod:`deit.data.shard_loader`) needs the exact order of
+every epoch, and the exact place to resume from, as functions of the seed and
+the shards' sample counts; webdataset's pipeline stages draw their shuffles
+per worker and cannot restart mid-epoch where a run stopped. What
+webdataset would add beyond that is reading a tar stream, brace expansion
+and opening ``pipe:`` and ``http(s)://`` sources: fifty lines here, with no
+dependency, and every failure as one line naming the shard. Shards written by
+webdataset's ``TarWriter``/``ShardWriter`` with these keys read the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deit.data.folder import scan_folder
+from deit.data.layout import DataError
+
+IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "bmp")
+"""Member suffixes read as the image of a sample, in this order of preference."""
+INFO_NAMES = ("info.json", "_info.json")
+"""The info file's names, tried in this order, beside the shards."""
+
+
+class ShardError(DataError):
+    """A shard is missing, truncated or holds a sample it cannot train on; one line naming it."""
+
+
+def expand(pattern: str) -> list[str]:
+    """The sources a pattern names: ``{000..099}`` ranges (zero-padded as written), ``{a,b}``
+    alternatives, and several patterns joined by ``::`` (webdataset's notation)."""
+    return [source for part in pattern.split("::") for source in _expand(part)]
+
+
+def _expand(text: str) -> list[str]:
+    match = re.search(r"\{([^{}]*)\}", text)
+    if match is None:
+        return [text]
+    body, head, tail = match.group(1), text[: match.start()], text[match.end() :]
+    numbers = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if numbers:
+        low, high = numbers.groups()
+        items = [f"{i:0{len(low)}d}" for i in range(int(low), int(high) + 1)]
+    elif "," in body:
+        items = body.split(",")
+    else:
+        raise ShardError(f"cannot expand {{{body}}} in {text} (write {{0..9}} or {{a,b}})")
+    return [source for item in items for source in _expand(head + item + tail)]
+
+
+def _remote(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+@contextlib.contextmanager
+def open_source(source: str) -> Iterator:
+    """A binary stream of ``source``: a local path (or ``file:``), ``pipe:COMMAND`` (its
+    standard output) or an ``http(s)://`` URL. ``ShardError`` naming it when it cannot be
+    opened, or when the command ends with an error after its output was read to the end."""
+    if source.startswith("pipe:"):
+        process = subprocess.Popen(source[5:], shell=True, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            yield process.stdout
+        except ShardError:  # a failed command's empty or cut output: say why, if it failed
+            process.stdout.close()
+            code = process.wait()
+            if code:
+                raise ShardError(f"shard {source}: the command exited with status {code}") from None
+            raise
+        except BaseException:  # the reader stopped early: end the command
+            process.kill()
+            raise
+        finally:
+            process.stdout.close()
+            code = process.wait()
+        if code:
+            raise ShardError(f"shard {source}: the command exited with status {code}")
+        return
+    if _remote(source):
+        try:
+            stream = urllib.request.urlopen(source, timeout=60)
+        except urllib.error.HTTPError as err:
+            raise ShardError(
+                f"shard {source} cannot be read: HTTP {err.code} {err.reason}"
+            ) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ShardError(f"shard {source} cannot be read: {reason}") from None
+    else:
+        path = source.removeprefix("file:")
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 (closed below, after the yield)
+        except FileNotFoundError:
+            raise ShardError(f"shard {path} does not exist") from None
+        except OSError as err:
+            raise ShardError(f"shard {path} cannot be read: {err.strerror}") from None
+    with stream:
+        yield stream
+
+
+def _split_name(name: str) -> tuple[str, str] | None:
+    """(key, lower-case suffix) of a member's path, as webdataset splits it; None to skip."""
+    folder, _, base = name.rpartition("/")
+    if base.startswith((".", "__")) or "." not in base:
+        return None
+    stem, _, suffix = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), suffix.lower()
+
+
+def read_shard(source: str) -> Iterator[tuple[str, bytes, int]]:
+    """Yield ``(name, image bytes, label)`` of each sample of a shard, in its order.
+
+    ``name`` is ``SOURCE:KEY.SUFFIX``, what error messages call the image. A
+    sample without an image or a label, or with a label that is not an
+    integer, and a shard that ends inside a member, raise ``ShardError``.
+    """
+    with open_source(source) as raw:
+        key, parts, stream = None, {}, _Tail(raw)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    split = _split_name(member.name) if member.isfile() else None
+                    if split is None:
+                        continue
+                    data = tar.extractfile(member).read()
+                    if split[0] != key:
+                        if key is not None:
+                            yield _sample(source, key, parts)
+                        key, parts = split[0], {}
+                    parts[split[1]] = data
+            while stream.read(1 << 16):  # the padding after the end-of-archive blocks
+                pass
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ShardError(f"shard {source} is truncated or not a tar file ({err})") from None
+        if stream.tail != bytes(1024):  # cut between two members: tarfile just stops
+            raise ShardError(f"shard {source} is truncated (it lacks the end-of-archive blocks)")
+        if key is not None:
+            yield _sample(source, key, parts)
+
+
+class _Tail:
+    """A stream that remembers its last 1024 bytes: a whole tar ends with 1024 zero bytes."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.tail = stream, b""
+
+    def read(self, size: int = -1) -> bytes:
+        """Read from the stream, keeping the tail."""
+        data = self.stream.read(size)
+        self.tail = (self.tail + data)[-1024:]
+        return data
+
+
+def _sample(source: str, key: str, parts: dict[str, bytes]) -> tuple[str, bytes, int]:
+    suffix = next((s for s in IMAGE_SUFFIXES if s in parts), None)
+    if suffix is None:
+        raise ShardError(f"shard {source}: sample {key} has no image (.jpg, .png, .webp, .bmp)")
+    if "cls" not in parts:
+        raise ShardError(f"shard {source}: sample {key} has no label ({key}.cls)")
+    try:
+        label = int(parts["cls"].decode().strip())
+    except ValueError:
+        raise ShardError(f"shard {source}: the label of {key} is not an integer") from None
+    return f"{source}:{key}.{suffix}", parts[suffix], label
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards of one split: their sources, samples per shard, and the class names."""
+
+    sources: tuple[str, ...]
+    counts: tuple[int, ...]
+    classes: tuple[str, ...]
+    per_class: tuple[int, ...] = ()  # samples per class, when the info file gives them
+
+    def __len__(self) -> int:
+        """Samples in all the shards."""
+        return sum(self.counts)
+
+
+def _join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name if _remote(base) else os.path.join(base, name)
+
+
+def read_info(base: str) -> dict | None:
+    """The info file in folder or URL ``base`` (`INFO_NAMES`), or None when there is none."""
+    for name in INFO_NAMES:
+        source = _join(base, name)
+        if not _remote(source) and not os.path.isfile(source):
+            continue
+        try:
+            with open_source(source) as stream:
+                return json.loads(stream.read())
+        except ShardError:
+            continue
+        except ValueError as err:
+            raise ShardError(f"{source} is not valid JSON ({err})") from None
+    return None
+
+
+def find_shards(spec: str, split: str) -> ShardSet:
+    """The shards of ``split`` ("train" or "val") that ``spec`` names, checked before any work.
+
+    ``spec``: a folder or an ``http(s)://`` folder URL (the shards its info
+    file lists, else a folder's ``SPLIT-*.tar``), or a pattern of sources
+    (:func:`expand`; local paths, ``pipe:`` and URLs) naming the train shards,
+    whose ``val`` shards are those the info file beside them lists, else the
+    same pattern with its last "train" read as "val". Counts and classes
+    come from the info file beside the shards; a local shard it lists must
+    exist with the size it records. Without an info file every shard is
+    read once now, to count it and check each sample's label (classes are
+    then the label numbers). Any failure: one-line ``ShardError`` naming the shard.
+    """
+    remote_folder = _remote(spec) and ".tar" not in spec and "{" not in spec
+    if remote_folder or os.path.isdir(spec):
+        base, info = spec, read_info(spec)
+        names = ((info or {}).get("splits", {}).get(split) or {}).get("filenames")
+        if names is None and remote_folder:
+            raise ShardError(f"{spec} has no info.json listing the {split} shards")
+        if names is None:
+            names = sorted(p.name for p in Path(spec).glob(f"{split}-*.tar"))
+        sources = [_join(base, name) for name in names]
+    else:
+        base = os.path.dirname(spec.split("::")[0])
+        info = None if spec.startswith("pipe:") or "::" in spec else read_info(base)
+        listed = ((info or {}).get("splits", {}).get(split) or {}).get("filenames")
+        if split == "train":
+            sources = expand(spec)
+        elif listed is not None:  # the info file beside the train shards lists them
+            sources = [_join(base, name) for name in listed]
+        else:
+            head, found, tail = spec.rpartition("train")
+            if not found:
+                raise ShardError(f"cannot tell the {split} shards from {spec}: no 'train' in it")
+            sources = expand(head + split + tail)
+    if not sources:
+        raise ShardError(f"{spec} holds no {split} shards ({split}-*.tar)")
+    counted = _from_info(info, split, sources)
+    return counted if counted is not None else scan_shards(sources)
+
+
+def _from_info(info: dict | None, split: str, sources: list[str]) -> ShardSet | None:
+    """The ShardSet the info file describes, when it lists every source; sizes checked."""
+    entry = ((info or {}).get("splits") or {}).get(split) or {}
+    names, lengths = entry.get("filenames", []), entry.get("shard_lengths", [])
+    known = dict(zip(names, lengths, strict=False))
+    sizes = dict(zip(names, entry.get("shard_bytes", []), strict=False))
+    if not known or any(os.path.basename(s) not in known for s in sources):
+        return None
+    for source in sources:
+        if _remote(source) or source.startswith("pipe:"):
+            continue
+        path, name = source.removeprefix("file:"), os.path.basename(source)
+        if not os.path.isfile(path):
+            raise ShardError(f"shard {path} does not exist (the info file lists it)")
+        size = os.path.getsize(path)
+        if name in sizes and size != sizes[name]:
+            raise ShardError(f"shard {path} is {size} bytes, the info file says {sizes[name]}: "
+                             f"truncated or rewritten")  # fmt: skip
+    classes = info.get("classes") or [str(i) for i in range(int(info.get("num_classes", 0)))]
+    if not classes:
+        return None  # labels only: count them by reading the shards
+    counts = tuple(int(known[os.path.basename(s)]) for s in sources)
+    per_class = tuple(entry.get("per_class", ())) if len(sources) == len(names) else ()
+    return ShardSet(tuple(sources), counts, tuple(classes), per_class)
+
+
+def scan_shards(sources: list[str]) -> ShardSet:
+    """Read every shard once: count its samples and labels (for shards without an info file).
+
+    Classes are then the labels' numbers, "0" to the largest label read.
+    """
+    counts, labels = [], []
+    for source in sources:
+        found = [label for _, _, label in read_shard(source)]
+        if not found:
+            raise ShardError(f"shard {source} holds no samples")
+        counts.append(len(found))
+        labels += found
+    if min(labels) < 0:
+        raise ShardError(f"a label of {sources} is negative ({min(labels)})")
+    per_class = np.bincount(labels)
+    return ShardSet(tuple(sources), tuple(counts), tuple(str(i) for i in range(len(per_class))),
+                    tuple(per_class.tolist()))  # fmt: skip
+
+
+def write_shards(
+    root: str | Path, out: str | Path, *, per_shard: int = 1000, seed: int = 0
+) -> dict:
+    """Write image folder ``root`` (``train/``, ``val/``) as shards in ``out``; return the info.
+
+    ``out/train-00000.tar``, ... and ``val-00000.tar``, ..., ``per_shard``
+    samples each (the last one fewer), in a seeded random order so that
+    every shard mixes the classes (a sequential reader's buffer shuffle only
+    mixes nearby samples). A sample is ``<index>.jpg`` (the file's bytes as
+    they are: a JPEG under any of its endings; another format keeps its own
+    suffix, ``.png``, ``.webp``, ``.bmp``) and ``<index>.cls`` (the label);
+    ``index`` is the image's place in the folder's sorted listing. Then
+    ``out/info.json``: class names, and for each split the shard names,
+    samples per shard, bytes per shard and images per class. The same
+    folder and arguments give the same bytes.
+    """
+    if per_shard < 1:
+        raise ShardError(f"per_shard must be at least 1, got {per_shard}")
+    folder, out = scan_folder(root), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"name": folder.root.name, "classes": list(folder.classes), "splits": {}}
+    for number, split in enumerate(("train", "val")):
+        samples = getattr(folder, split)
+        order = np.random.default_rng([seed, number]).permutation(len(samples)).tolist()
+        entry = {"name": split, "num_samples": len(samples), "per_class": folder.per_class(split),
+                 "filenames": [], "shard_lengths": [], "shard_bytes": []}  # fmt: skip
+        for start in range(0, len(order), per_shard):
+            name = f"{split}-{start // per_shard:05d}.tar"
+            with tarfile.open(out / name, "w", format=tarfile.USTAR_FORMAT) as tar:
+                for index in order[start : start + per_shard]:
+                    path, label = samples[index]
+                    suffix = Path(path).suffix.lower().lstrip(".")
+                    suffix = "jpg" if suffix == "jpeg" else suffix
+                    _add(tar, f"{index:08d}.{suffix}", Path(path).read_bytes())
+                    _add(tar, f"{index:08d}.cls", str(label).encode())
+            entry["filenames"].append(name)
+            entry["shard_lengths"].append(len(order[start : start + per_shard]))
+            entry["shard_bytes"].append((out / name).stat().st_size)
+        info["splits"][split] = entry
+    (out / "info.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """One member with fixed metadata (mode 0444, time 0), so the bytes are reproducible."""
+    member = tarfile.TarInfo(name)
+    member.size, member.mode, member.mtime = len(data), 0o444, 0
+    tar.addfile(member, io.BytesIO(data))
