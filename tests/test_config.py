@@ -43,7 +43,7 @@ def test_overrides_take_the_field_type():
         ("lr=-1", "lr must be positive"),
         ("validation=maybe", "expected true or false"),
         ("label_smoothing=1.5", "label_smoothing"),
-        ("dataset=mnist", "cifar10, cifar100 or folder"),
+        ("dataset=mnist", "cifar10, cifar100, folder or shards"),
         ("token_keep=0", r"token_keep must be in \(0, 1\]"),
         ("token_keep=1.5", r"token_keep must be in \(0, 1\]"),
         ("token_keep_schedule=0.5,0", r"token_keep must be in \(0, 1\], got 0"),

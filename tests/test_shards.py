@@ -7,10 +7,12 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections import Counter
 
 import numpy as np
@@ -301,3 +303,35 @@ def test_two_torchrun_ranks_read_each_sample_once_an_epoch(shards, tmp_path):
     assert trained[0][2] == trained[1][2]  # as many steps on each rank
     assert len(set(trained[0][0]) | set(trained[1][0])) == sum(len(t[0]) for t in trained)
     assert all(t[1] == len(t[0]) == t[2] * 4 for t in trained)
+
+
+def _step(run_dir) -> int:
+    path = run_dir / "checkpoint.pt"
+    return torch.load(path, weights_only=True)["step"] if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_a_shard_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path):
+    """The documented rule: SIGKILL mid-epoch, ``--resume`` (here with another worker count)
+    ends with the weights of the run that was never stopped."""
+    common = [*TINY, "--epochs", "3", "--set", "workers=2", "--set", "checkpoint_every=1",
+              "--set", "mixup=0.8", "--data-dir", str(shards)]  # fmt: skip
+    line = [sys.executable, "-m", "deit", "train", *common, "--out"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+    whole = subprocess.Popen([*line, str(tmp_path / "whole")], **quiet)
+    cut = tmp_path / "cut"
+    process = subprocess.Popen([*line, str(cut)], **quiet)
+    deadline = time.time() + 300
+    while _step(cut) < 5:  # inside the second epoch (4 steps an epoch)
+        assert process.poll() is None, process.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert _step(cut) < 12
+    assert main(["train", "--resume", str(cut), "--set", "workers=0"]) == 0
+    assert whole.wait(timeout=300) == 0, whole.communicate()[1]
+    first, second = (torch.load(d / "checkpoint.pt", weights_only=True)["model"]
+                     for d in (cut, tmp_path / "whole"))  # fmt: skip
+    for key, value in first.items():
+        assert torch.equal(value, second[key]), key

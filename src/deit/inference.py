@@ -100,7 +100,7 @@ class Preprocess:
 def _student_preprocess(config: TrainConfig) -> Preprocess:
     """The preprocessing ``deit eval`` applies for a student trained with ``config``."""
     mean, std = normalization(config)
-    if config.dataset != "folder":  # CIFAR: 32-px images, resized on the batch if needed
+    if config.dataset not in ("folder", "shards"):  # CIFAR: 32-px images, resized if needed
         return Preprocess("plain", CIFAR_SIZE, 1.0, mean, std, config.img_size)
     mode = "eval" if config.train_crop == "random_resized" else "plain"
     return Preprocess(mode, config.img_size, config.eval_crop_pct, mean, std, config.img_size)
