@@ -5,11 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image, JpegImagePlugin
+from PIL import Image
 
+from deit.data import decode, transforms
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
 from deit.data.loader import BatchLoader, epoch_order
+from deit.data.resize import resize_uint8
 from deit.data.stream import StreamLoader
 from deit.data.transforms import (
     crop_params,
@@ -100,35 +102,32 @@ def test_random_resized_crop_output_and_train_image_agree_without_draft(samples)
     assert torch.equal(direct, to_tensor(crop))
 
 
-def test_large_jpeg_is_decoded_in_draft_mode_at_a_reduction_that_keeps_the_crop(
-    tmp_path, monkeypatch
-):
+@pytest.mark.parametrize("turbo", [True, False], ids=["simplejpeg", "pillow"])
+def test_large_jpeg_is_decoded_at_a_dct_reduction_that_keeps_the_crop(tmp_path, monkeypatch, turbo):
     path = gradient_jpeg(tmp_path / "big.jpg")
+    if not turbo:
+        monkeypatch.setattr(decode, "simplejpeg", None)
     calls = []
-    original = JpegImagePlugin.JpegImageFile.draft
 
-    def spy(self, mode, size):
-        header = self.size
-        result = original(self, mode, size)
-        calls.append((size, header, self.size))
-        return result
+    def spy(data, name, reduction=1):
+        image = decode.decode_rgb(data, name, reduction)
+        calls.append((reduction, image.shape))
+        return image
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    monkeypatch.setattr(transforms, "decode_rgb", spy)
     scale = (0.5, 1.0)
     out = train_image(path, SIZE, np.random.default_rng(3), scale)
-    [(requested, header, drafted)] = calls
-    assert header == (800, 600) and requested[0] < 800 and drafted[0] <= 800 // 8 + 1
+    [(reduction, shape)] = calls
     _, _, w, h = crop_params(800, 600, np.random.default_rng(3), scale)
-    assert min(w, h) * drafted[0] / 800 >= SIZE  # the drafted crop still covers the output
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", original)
+    assert reduction == 8 and shape == (75, 100, 3)  # 600 / 8, 800 / 8
+    assert min(w, h) / reduction >= SIZE  # the reduced crop still covers the output
     full = to_tensor(random_resized_crop(open_rgb(path), SIZE, np.random.default_rng(3), scale))
     assert (out.float() - full.float()).abs().mean() < 4  # same crop, reduced decode
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
     calls.clear()
     assert eval_image(path, SIZE).shape == (3, SIZE, SIZE)
-    [(requested, _, drafted)] = calls
-    assert min(drafted) >= int(SIZE / 0.875) and drafted[0] < 800
+    [(reduction, shape)] = calls
+    assert reduction == 8 and min(shape[:2]) >= int(SIZE / 0.875)
 
 
 def test_train_batches_do_not_depend_on_workers_or_repetition_and_differ_by_epoch(samples):
@@ -182,6 +181,27 @@ def test_iter_from_resumes_mid_epoch(samples, workers):
     assert batches(loader, len(loader)) == []
 
 
+def test_device_resize_is_exact_across_workers_and_resume_and_close_to_worker_resize(samples):
+    """The GPU path, forced on the CPU: workers decode and crop, the loader resizes batches."""
+    kwargs = dict(size=SIZE, seed=5, repeats=2, resize_on_device=True)
+    a = StreamLoader(samples, 8, workers=0, **kwargs)
+    b = StreamLoader(samples, 8, workers=2, prefetch=1, **kwargs)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    first = batches(a)
+    x, y = first[0]
+    assert x.dtype == torch.uint8 and x.shape == (8, 3, SIZE, SIZE) and y.dtype == torch.int64
+    assert same_batches(first, batches(b))
+    assert same_batches(batches(b, 2), first[2:])  # resumed mid-epoch
+    in_workers = StreamLoader(samples, 8, size=SIZE, seed=5, repeats=2)
+    in_workers.set_epoch(1)
+    for (xa, ya), (xb, yb) in zip(first, batches(in_workers), strict=True):
+        assert torch.equal(ya, yb)  # the same images and crops, resized in float or in uint8
+        assert (xa.float() - xb.float()).abs().mean() < 0.5
+    with pytest.raises(ValueError, match="train crops"):
+        StreamLoader(samples, 8, size=SIZE, mode="eval", resize_on_device=True)
+
+
 def test_eval_mode_sees_every_image_once_in_order_with_resize_and_centre_crop(samples):
     subset = samples[:39]
     shards = [StreamLoader(subset, 8, size=SIZE, mode="eval", rank=r, world_size=2) for r in (0, 1)]
@@ -192,11 +212,11 @@ def test_eval_mode_sees_every_image_once_in_order_with_resize_and_centre_crop(sa
     assert torch.equal(order, torch.arange(39))
     assert same_batches(seen[0], list(shards[0]))  # deterministic
     # Sample 0 is a 40×30 PNG: short side to int(32 / 0.875) = 36, then the central 32×32.
-    image = Image.open(subset[0][0]).convert("RGB")
-    assert image.size == (40, 30)
-    resized = image.resize((int(36 * 40 / 30), 36), Image.Resampling.BICUBIC)
-    left, top = round((resized.width - SIZE) / 2), round((resized.height - SIZE) / 2)
-    expected = to_tensor(resized.crop((left, top, left + SIZE, top + SIZE)))
+    image = np.array(Image.open(subset[0][0]).convert("RGB"))
+    assert image.shape == (30, 40, 3)
+    resized = resize_uint8(image, int(36 * 40 / 30), 36)
+    left, top = round((resized.shape[2] - SIZE) / 2), round((resized.shape[1] - SIZE) / 2)
+    expected = resized[:, top : top + SIZE, left : left + SIZE]
     assert torch.equal(seen[0][0][0][0], expected)
     assert torch.equal(eval_image(subset[0][0], SIZE), expected)
 
@@ -205,8 +225,8 @@ def test_plain_mode_resizes_only_images_of_another_size(tmp_path):
     exact = write_image(tmp_path / "a.png", SIZE, SIZE, 0)
     other = write_image(tmp_path / "b.png", 40, 30, 1)
     assert torch.equal(plain_image(exact, SIZE), to_tensor(Image.open(exact)))
-    resized = Image.open(other).resize((SIZE, SIZE), Image.Resampling.BICUBIC)
-    assert torch.equal(plain_image(other, SIZE), to_tensor(resized))
+    resized = resize_uint8(np.array(Image.open(other)), SIZE, SIZE)
+    assert torch.equal(plain_image(other, SIZE), resized)
     loader = StreamLoader([(exact, 0), (other, 1)], 2, size=SIZE, mode="plain")
     assert next(iter(loader))[0].shape == (2, 3, SIZE, SIZE)
 
@@ -234,9 +254,10 @@ def test_a_bad_file_raises_one_line_naming_it(with_bad_files, workers):
     assert "truncated.jpg" in message or "notes.jpg" in message
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_skip_bad_drops_the_file_from_its_batch_and_lists_it(with_bad_files, workers):
-    loader = StreamLoader(with_bad_files, 8, size=SIZE, seed=4, workers=workers, skip_bad=True)
+@pytest.mark.parametrize("workers, on_device", [(0, False), (2, False), (2, True)])
+def test_skip_bad_drops_the_file_from_its_batch_and_lists_it(with_bad_files, workers, on_device):
+    loader = StreamLoader(with_bad_files, 8, size=SIZE, seed=4, workers=workers, skip_bad=True,
+                          resize_on_device=on_device)  # fmt: skip
     got = list(loader)
     assert sum(len(y) for _, y in got) == 38 and all(x.shape[0] == len(y) for x, y in got)
     bad = {with_bad_files[10][0], with_bad_files[31][0]}

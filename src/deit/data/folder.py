@@ -8,6 +8,7 @@ in worker processes and reports those that fail, `open_rgb` decodes one.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import sys
@@ -26,7 +27,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 """File endings read as images, in any case (``.JPG`` too); everything else is ignored."""
 
 
-def open_rgb(path: str | Path, min_size: tuple[int, int] | None = None) -> Image.Image:
+def open_rgb(
+    path: str | Path, min_size: tuple[int, int] | None = None, *, data: bytes | None = None
+) -> Image.Image:
     """Decode the image at ``path`` as 8-bit RGB (grayscale, palette, CMYK, alpha converted).
 
     ``min_size`` (width, height): the smallest size the caller will still
@@ -35,10 +38,11 @@ def open_rgb(path: str | Path, min_size: tuple[int, int] | None = None) -> Image
     cheaper than a full decode followed by a downscale. Transparent pixels
     are composited onto white, as a viewer shows them. Raises
     :class:`~deit.data.layout.DataError` naming the file and the reason when
-    it cannot be decoded (missing, truncated, not an image).
+    it cannot be decoded (missing, truncated, not an image). ``data``: the
+    file's bytes, already read (``path`` then only names it in messages).
     """
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else io.BytesIO(data)) as image:
             if min_size is not None and image.format == "JPEG":
                 image.draft("RGB", min_size)
             image.load()

@@ -14,7 +14,12 @@ batches are identical with 0 or 8 workers, and a resumed epoch replays the
 crops of an uninterrupted one.
 
 The per-image views themselves (random-resized crop, evaluation crop) are
-:mod:`deit.data.transforms`'.
+:mod:`deit.data.transforms`'. On a GPU the training crops are resized
+there instead (``resize_on_device``): the workers only decode and crop, and
+a batch crosses as one buffer of uint8 crops of mixed sizes
+(:func:`deit.data.resize.pack_crops`) that the device resizes
+(:func:`deit.data.resize.resize_crops`). A batch is assembled in shared
+memory in the worker, so it reaches the training process without a copy.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from deit.data.layout import DataError
 from deit.data.loader import check_batching, epoch_order, shard_size
+from deit.data.resize import pack_crops, resize_crops, shared_uint8
 from deit.data.transforms import (
     RATIO,
     SCALE,
     Ratio,
     eval_image,
     plain_image,
+    train_crop,
     train_image,
 )
 
@@ -54,7 +61,9 @@ class ImageStream(Dataset):
 
     An item is ``(image, label, None)``, or ``(None, -1, (path, message))``
     when the file cannot be decoded, so that the training process, not the
-    worker, reports it (one line) or skips it. Paths are held in one bytes
+    worker, reports it (one line) or skips it; with ``crop_only`` (train
+    mode) the image is the crop before its resize, a uint8 h×w×3 array
+    (:func:`~deit.data.transforms.train_crop`). Paths are held in one bytes
     blob: a list of a million ``str`` would be copied page by page into
     every forked worker as their reference counts change.
     """
@@ -69,15 +78,19 @@ class ImageStream(Dataset):
         scale: Ratio = SCALE,
         ratio: Ratio = RATIO,
         crop_pct: float = 0.875,
+        crop_only: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if crop_only and mode != "train":
+            raise ValueError(f"only train crops are resized on the device, not {mode!r} views")
         encoded = [os.fsencode(path) for path, _ in samples]
         self._blob = b"".join(encoded)
         self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
         self.labels = np.array([label for _, label in samples], dtype=np.int64)
         self.mode, self.size, self.seed = mode, size, seed
         self.scale, self.ratio, self.crop_pct = scale, ratio, crop_pct
+        self.crop_only = crop_only
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,7 +106,8 @@ class ImageStream(Dataset):
         try:
             if self.mode == "train":
                 rng = np.random.default_rng([self.seed, epoch, draw])
-                image = train_image(path, self.size, rng, self.scale, self.ratio)
+                view = train_crop if self.crop_only else train_image
+                image = view(path, self.size, rng, self.scale, self.ratio)
             elif self.mode == "eval":
                 image = eval_image(path, self.size, self.crop_pct)
             else:
@@ -103,12 +117,24 @@ class ImageStream(Dataset):
         return image, int(self.labels[index]), None
 
 
-def collate(items: list) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[str, str]]]:
-    """Stack the decoded items of a batch; list the failures ``(path, message)`` apart."""
+def collate(items: list) -> tuple[object, torch.Tensor, list[tuple[str, str]]]:
+    """Stack the decoded items of a batch; list the failures ``(path, message)`` apart.
+
+    Images (uint8 3×S×S tensors) are stacked into a B×3×S×S tensor, crops
+    (uint8 h×w×3 arrays) packed into ``(flat buffer, shapes)`` by
+    :func:`~deit.data.resize.pack_crops`; in a worker either goes straight
+    into shared memory. None when the batch has no good item.
+    """
     good = [(image, label) for image, label, failure in items if failure is None]
     failures = [failure for _, _, failure in items if failure is not None]
-    images = torch.stack([image for image, _ in good]) if good else None
-    return images, torch.tensor([label for _, label in good], dtype=torch.int64), failures
+    labels = torch.tensor([label for _, label in good], dtype=torch.int64)
+    if not good:
+        return None, labels, failures
+    if isinstance(good[0][0], np.ndarray):
+        return pack_crops([image for image, _ in good]), labels, failures
+    first = good[0][0]
+    out = shared_uint8(len(good) * first.numel()).view(len(good), *first.shape)
+    return torch.stack([image for image, _ in good], out=out), labels, failures
 
 
 class _Batches:
@@ -160,10 +186,16 @@ class StreamLoader:
 
     ``workers`` processes decode (0: in this process), ``prefetch`` batches
     ahead each; they persist across epochs and use the 'fork' start method
-    on Linux. A file that cannot be decoded raises one-line
-    :class:`~deit.data.layout.DataError` naming it, or with ``skip_bad`` is
-    dropped from its batch (a batch left empty is not yielded) and its path
-    added to :attr:`skipped` (each path once).
+    on Linux. ``resize_on_device`` (default: train crops on a CUDA device)
+    leaves the resize of the crops to ``device``: the workers only decode
+    and crop, and each batch is resized there in float32
+    (:func:`~deit.data.resize.resize_crops`); otherwise each worker resizes
+    its crops in uint8 (:func:`~deit.data.resize.resize_uint8`). Both are
+    deterministic; they differ from each other by rounding. A file that
+    cannot be decoded raises one-line :class:`~deit.data.layout.DataError`
+    naming it, or with ``skip_bad`` is dropped from its batch (a batch left
+    empty is not yielded) and its path added to :attr:`skipped` (each path
+    once).
     """
 
     def __init__(
@@ -186,18 +218,24 @@ class StreamLoader:
         prefetch: int = 2,
         shuffle: bool | None = None,
         drop_last: bool | None = None,
+        resize_on_device: bool | None = None,
     ) -> None:
         check_batching(batch_size, repeats, rank, world_size)
         if workers < 0:
             raise ValueError(f"workers must be 0 or more, got {workers}")
+        device = torch.device(device)
+        if resize_on_device is None:
+            resize_on_device = mode == "train" and device.type == "cuda"
         self.dataset = ImageStream(
-            samples, mode=mode, size=size, seed=seed, scale=scale, ratio=ratio, crop_pct=crop_pct
-        )
+            samples, mode=mode, size=size, seed=seed, scale=scale, ratio=ratio,
+            crop_pct=crop_pct, crop_only=resize_on_device,
+        )  # fmt: skip
+        self.resize_on_device = resize_on_device
         self.batch_size, self.seed, self.repeats = batch_size, seed, repeats
         self.rank, self.world_size = rank, world_size
         self.shuffle = mode != "eval" if shuffle is None else shuffle
         self.drop_last = mode != "eval" if drop_last is None else drop_last
-        self.device, self.skip_bad = torch.device(device), skip_bad
+        self.device, self.skip_bad = device, skip_bad
         self.skipped: list[str] = []
         self.epoch = 0
         if len(self) == 0:
@@ -277,11 +315,13 @@ class StreamLoader:
                 failure = failures[0][1]
                 break
             self.skipped += [p for p, _ in dict.fromkeys(failures) if p not in self.skipped]
-            if images is not None:
-                yield (
-                    images.to(self.device, non_blocking=nb),
-                    labels.to(self.device, non_blocking=nb),
-                )
+            if images is None:
+                continue
+            if self.resize_on_device:
+                flat, shapes = images
+                flat = flat.to(self.device, non_blocking=nb)
+                images = resize_crops(flat, shapes, self.dataset.size)
+            yield images.to(self.device, non_blocking=nb), labels.to(self.device, non_blocking=nb)
         if failure is not None:
             self.close()  # now, not in whatever the garbage collector interrupts later
             raise DataError(failure)

@@ -1,11 +1,19 @@
 """The per-image views of DeiT's input pipeline: random-resized crop, evaluation crop, resize.
 
-Each takes a file path and returns a uint8 tensor 3×size×size; the random
-one takes its numpy generator, so the caller decides what seeds it
-(:mod:`deit.data.stream`: seed, epoch and position in the epoch's order).
+Each takes a file path (or its bytes, ``data=``) and returns a uint8 tensor
+3×size×size; the random one takes its numpy generator, so the caller decides
+what seeds it (:mod:`deit.data.stream`: seed, epoch and position in the
+epoch's order). :func:`train_crop` stops before the resize, for a device
+that resizes whole batches (:func:`deit.data.resize.resize_crops`).
+
 Decoding is the cost, so it is cut where the view allows: a JPEG is decoded
-at 1/2, 1/4 or 1/8 scale (Pillow's draft mode, done by libjpeg in the DCT)
-whenever the crop still covers at least the output size after it.
+by libjpeg-turbo (:mod:`deit.data.decode`) at 1/2, 1/4 or 1/8 scale, in the
+DCT, whenever the region still covers at least the output size after it;
+the crop is cut in uint8 at that scale and resized with Pillow's
+antialiased bicubic filter in torch's uint8 kernel
+(:func:`deit.data.resize.resize_uint8`). The eval and plain views of an
+image already decoded (``eval_crop``, ``plain_resize``: ``deit.load``'s
+preprocess) use the same resize.
 """
 
 from __future__ import annotations
@@ -17,9 +25,9 @@ import torch
 from numpy.random import Generator
 from PIL import Image
 
-from deit.data.folder import open_rgb
+from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
+from deit.data.resize import resize_uint8
 
-BICUBIC = Image.Resampling.BICUBIC
 Ratio = tuple[float, float]
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # DeiT's (timm's, torchvision's) crop ranges
 
@@ -61,53 +69,74 @@ def random_resized_crop(
 ) -> Image.Image:
     """A :func:`crop_params` box of a decoded ``image``, resized to ``size``×``size`` (bicubic).
 
-    The crop and the resize are one Pillow ``resize(box=...)``, which also
-    takes fractional boxes (:func:`train_image` needs them on drafted JPEGs).
+    :func:`train_image`'s crop and resize of an image already decoded (the
+    same pixels as :func:`train_image` of a file that is not drafted).
     """
     left, top, w, h = crop_params(image.width, image.height, rng, scale, ratio)
-    return image.resize((size, size), BICUBIC, box=(left, top, left + w, top + h))
+    crop = np.array(image)[top : top + h, left : left + w]
+    return Image.fromarray(resize_uint8(crop, size, size).permute(1, 2, 0).numpy())
+
+
+def train_crop(
+    path: str, size: int, rng: Generator, scale: Ratio = SCALE, ratio: Ratio = RATIO,
+    *, data: bytes | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The training crop of the image at ``path``, not yet resized: uint8 h×w×3 at decoded scale.
+
+    The box is drawn by :func:`crop_params` from the header's size (nothing
+    decoded yet), so it depends only on ``rng`` and the file. A JPEG is then
+    decoded at 1/2, 1/4 or 1/8 scale (in the DCT, libjpeg-turbo) when the box
+    keeps at least ``size`` pixels on its short side at that scale, and the
+    box is cut at that scale, its edges rounded to whole decoded pixels.
+    ``data``: the file's bytes if already read (``path`` then only names it).
+    Raises DataError naming the file when it cannot be decoded.
+    """
+    data = read_file(path) if data is None else data
+    header = image_size(data, path)
+    if header is None:  # not parsed: decode_rgb raises the DataError saying why
+        image = decode_rgb(data, path)
+        header = image.shape[1], image.shape[0]
+    width, height = header
+    left, top, w, h = crop_params(width, height, rng, scale, ratio)
+    s = jpeg_reduction(data, min(w, h) / size)
+    image = decode_rgb(data, path, s)
+    # Decoded pixels per original pixel: 1/s for a JPEG (its last pixel may be partial).
+    fy, fx = (1 / s, 1 / s) if s > 1 else (image.shape[0] / height, image.shape[1] / width)
+    rows = slice(round(top * fy), max(round((top + h) * fy), round(top * fy) + 1))
+    cols = slice(round(left * fx), max(round((left + w) * fx), round(left * fx) + 1))
+    return image[rows, cols]
 
 
 def train_image(
-    path: str, size: int, rng: Generator, scale: Ratio = SCALE, ratio: Ratio = RATIO
-) -> torch.Tensor:
-    """The training crop of the image at ``path``: a uint8 tensor 3×``size``×``size``.
+    path: str, size: int, rng: Generator, scale: Ratio = SCALE, ratio: Ratio = RATIO,
+    *, data: bytes | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The training view of the image at ``path``: a uint8 tensor 3×``size``×``size``.
 
-    The crop box is drawn from the header's size (``Image.open`` decodes
-    nothing), then a JPEG is decoded at the largest draft reduction that
-    keeps the box at least ``size`` pixels on each side and the box is
-    scaled to the drafted image. Same box, and on a non-JPEG the same pixels,
-    as :func:`random_resized_crop` of the fully decoded image.
+    :func:`train_crop` (DeiT's random-resized crop box, JPEGs decoded at the
+    largest DCT reduction the box allows) resized by :func:`resize_uint8`
+    (Pillow's antialiased bicubic, torch's uint8 kernel).
     """
-    header = _header_size(path)
-    if header is None:  # open_rgb raises the DataError saying why
-        return to_tensor(random_resized_crop(open_rgb(path), size, rng, scale, ratio))
-    width, height = header
-    left, top, w, h = crop_params(width, height, rng, scale, ratio)
-    reduction = min(w, h) / size
-    draft = None
-    if reduction >= 2:  # draft scale = min(width // dw, height // dh) <= reduction
-        draft = (math.ceil(width / reduction), math.ceil(height / reduction))
-    image = open_rgb(path, draft)
-    sx, sy = _draft_factor((width, height), image.size)
-    box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-    return to_tensor(image.resize((size, size), BICUBIC, box=box))
+    crop = train_crop(path, size, rng, scale, ratio, data=data)
+    return resize_uint8(crop, size, size)
 
 
-def eval_image(path: str, size: int, crop_pct: float = 0.875) -> torch.Tensor:
+def eval_image(
+    path: str, size: int, crop_pct: float = 0.875, *, data: bytes | None = None
+) -> torch.Tensor:
     """DeiT's evaluation transform of the image at ``path``: uint8 3×``size``×``size``.
 
     The short side resized to ``int(size / crop_pct)`` (bicubic, long side as
     torchvision's ``Resize`` computes it from the original size), then the
     central ``size``×``size`` crop. A JPEG is first decoded at the largest
-    draft reduction that keeps its short side at least that long.
+    DCT reduction that keeps its short side at least that long.
     """
     if not 0 < crop_pct <= 1:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-    short = int(size / crop_pct)
-    header = _header_size(path)
-    image = open_rgb(path, (short, short) if header else None)
-    return to_tensor(eval_crop(image, size, crop_pct, header))
+    data = read_file(path) if data is None else data
+    header = image_size(data, path)
+    s = jpeg_reduction(data, min(header) / int(size / crop_pct)) if header else 1
+    return _eval_view(decode_rgb(data, path, s), size, crop_pct, header)
 
 
 def eval_crop(
@@ -115,51 +144,47 @@ def eval_crop(
 ) -> Image.Image:
     """:func:`eval_image`'s view of an RGB image already decoded (``deit.load``'s preprocess).
 
-    ``original`` is the (width, height) the image had before a draft-mode
+    ``original`` is the (width, height) the image had before a reduced
     decode, from which the resized size is computed (default: its own size).
     """
+    view = _eval_view(np.array(image), size, crop_pct, original)
+    return Image.fromarray(view.permute(1, 2, 0).numpy())
+
+
+def _eval_view(
+    image: np.ndarray, size: int, crop_pct: float, original: tuple[int, int] | None
+) -> torch.Tensor:
+    """:func:`eval_image`'s resize and central crop of a decoded H×W×3 array."""
     short = int(size / crop_pct)
-    width, height = original or image.size
+    width, height = original or (image.shape[1], image.shape[0])
     if width <= height:
         new = (short, int(short * height / width))
     else:
         new = (int(short * width / height), short)
-    image = image.resize(new, BICUBIC)
+    resized = resize_uint8(image, *new)
     left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
-    return image.crop((left, top, left + size, top + size))
+    return resized[:, top : top + size, left : left + size].contiguous()
 
 
-def plain_image(path: str, size: int) -> torch.Tensor:
+def plain_image(path: str, size: int, *, data: bytes | None = None) -> torch.Tensor:
     """The image at ``path`` as uint8 3×``size``×``size``, resized (bicubic) only if not already.
 
     For data sets stored at the training size (CIFAR exported as 32-pixel
     PNGs), whose random crops are done on the device instead.
     """
-    return to_tensor(plain_resize(open_rgb(path, (size, size)), size))
+    data = read_file(path) if data is None else data
+    header = image_size(data, path)
+    s = jpeg_reduction(data, min(header) / size) if header else 1
+    return resize_uint8(decode_rgb(data, path, s), size, size)
 
 
 def plain_resize(image: Image.Image, size: int) -> Image.Image:
     """:func:`plain_image`'s view of an RGB image already decoded: resized unless at ``size``."""
-    return image if image.size == (size, size) else image.resize((size, size), BICUBIC)
+    if image.size == (size, size):
+        return image
+    return Image.fromarray(resize_uint8(np.array(image), size, size).permute(1, 2, 0).numpy())
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """An RGB Pillow image as a contiguous uint8 tensor 3×H×W."""
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-
-
-def _header_size(path: str) -> tuple[int, int] | None:
-    """(width, height) read from the file's header, or None if Pillow cannot open it."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # reported, with its reason, by the open_rgb that follows
-        return None
-
-
-def _draft_factor(original: tuple[int, int], decoded: tuple[int, int]) -> tuple[float, float]:
-    """Decoded pixels per original pixel: 1/s for a JPEG drafted at 1/s, else the size ratio."""
-    for s in (1, 2, 4, 8):
-        if all((o + s - 1) // s == d for o, d in zip(original, decoded, strict=True)):
-            return 1 / s, 1 / s
-    return decoded[0] / original[0], decoded[1] / original[1]
