@@ -27,8 +27,6 @@ decoding them, the used samples of the shards it resumes in.
 
 from __future__ import annotations
 
-import inspect
-import io
 import sys
 from collections.abc import Iterator
 
@@ -100,17 +98,6 @@ def epoch_plan(
 def fewest(counts: tuple[int, ...], world_size: int) -> int:
     """The fewest samples a rank can be dealt in an epoch: its fewest shards, the smallest."""
     return sum(sorted(counts)[: len(counts) // world_size])
-
-
-class _Named(io.BytesIO):
-    """A member's bytes as a file object whose ``str`` is its name (for the error lines)."""
-
-    def __init__(self, data: bytes, name: str) -> None:
-        super().__init__(data)
-        self.label = name
-
-    def __str__(self) -> str:
-        return self.label
 
 
 class _Stream:
@@ -243,18 +230,10 @@ def sample_view(
     position; ``name`` names it in the one-line ``DataError`` of an image that cannot decode."""
     if mode == "train":
         rng = np.random.default_rng([seed, epoch, draw])
-        return _view(train_image, name, data, size, rng, scale, ratio)
+        return train_image(name, size, rng, scale, ratio, data=data)
     if mode == "eval":
-        return _view(eval_image, name, data, size, crop_pct)
-    return _view(plain_image, name, data, size)
-
-
-def _view(function, name: str, data: bytes, *args) -> torch.Tensor:
-    """``function(name, *args, data=data)`` where the view takes the bytes it is given, else
-    ``function`` of a file object named ``name`` (Pillow reads either)."""
-    if "data" in inspect.signature(function).parameters:
-        return function(name, *args, data=data)
-    return function(_Named(data, name), *args)
+        return eval_image(name, size, crop_pct, data=data)
+    return plain_image(name, size, data=data)
 
 
 def _chunk(items: list, fatal: str | None = None) -> tuple:
