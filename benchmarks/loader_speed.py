@@ -1,36 +1,45 @@
 """Image-folder loader throughput: StreamLoader against decoding alone and against timm's loader.
 
 Images per second delivered into the training process at 224 px, from an ImageNet-like folder
-(``python -m deit.data.export imagenet-like ...``), for 0/1/2 worker processes:
+(``python -m deit.data.export imagenet-like ...``), for N worker processes (default 1 and 2):
 
-- ``decode``: ``deit.data.folder.open_rgb`` full decode of every file (Pillow), in this process
-  and in N DataLoader workers returning only a tiny tensor: the decoding limit for N workers;
+- ``decode``: ``deit.data.decode.decode_rgb`` full decode of every file with the loader's own
+  decoder (simplejpeg for JPEGs, Pillow for the rest), in N DataLoader workers returning only
+  a tiny tensor: the decoding limit for N workers, the issue's ≥ 90 % baseline;
+- ``decode (Pillow)``: the same with Pillow for every file (``open_rgb``), the old decoder;
 - ``ours``: ``StreamLoader(mode="train", batch_size=128, size=224, workers=N)``, one epoch of
-  uint8 batches as the trainer receives them (random-resized crop; flips etc. on the device);
+  uint8 B×3×224×224 batches as the trainer receives them on a CPU device (random-resized crop
+  resized in the workers; flips etc. run later on the device);
+- ``ours, crops``: the same with ``resize_on_device=True``, the GPU path's worker side: the
+  packed uint8 crops delivered, their resize (done by the GPU) not counted; with CUDA also
+  ``ours, cuda resize``: the resized batches on the GPU, synchronised;
+- ``ours (Pillow decode)``: ``ours`` with simplejpeg switched off (the old decoder);
 - ``timm``: ``timm.data.create_loader`` over a ``timm.data.ImageDataset`` reading the same
   files, ``is_training=True``, bicubic, ``use_prefetcher=False``: ``timm default`` keeps
   create_loader's training transform (RRC + flip + ColorJitter 0.4 + ToTensor + Normalize,
   float32); ``timm rrc+flip uint8`` has color_jitter=None, auto_augment=None, re_prob=0 and
   ``MaybePILToTensor`` (timm's prefetcher transform) instead of float normalisation.
 
-timm is not a dependency of the package: it is imported only to time it ("not installed"
-otherwise). Every loader keeps its workers (persistent); after one warm-up pass of each
-(page cache, worker start), ``--rounds`` rounds each time every variant once, so a shared
-machine disturbs all variants alike. The file list is repeated ``--repeat`` times per epoch
-so that the last, partly idle batches of an epoch weigh little, as on ImageNet.
+timm is not a dependency: it is timed only when importable ("not installed" otherwise). Every
+loader keeps its workers (persistent); after one warm-up pass of each (page cache, worker
+start), ``--rounds`` rounds each time every variant once, so a shared machine disturbs all
+alike; ratios are paired per round. The file list is repeated ``--repeat`` times per epoch so
+that the last, partly idle batches of an epoch weigh little, as on ImageNet. ``--markdown``
+writes the tables (with the cores needed to feed a GPU) for benchmarks/RESULTS.md.
 
-    python benchmarks/loader_speed.py --root /work/gen/inet-bench --json OUT.json
+    python benchmarks/loader_speed.py --root ROOT --json OUT.json --markdown OUT.md
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -39,59 +48,86 @@ import torch
 from PIL import features
 from torch.utils.data import DataLoader, Dataset
 
-from deit.data import stream, transforms
+from deit.data import decode, resize, stream, transforms
 from deit.data.folder import open_rgb, scan_folder
 from deit.hardware import hardware
 
+REFERENCES = ("decode", "timm default", "timm rrc+flip uint8")
+
 
 class DecodeOnly(Dataset):
-    """Full decode of each file with ``open_rgb``; returns only the image size."""
+    """Full decode of each file; returns only the image's height."""
 
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
+    def __init__(self, paths: list[str], pillow: bool) -> None:
+        self.paths, self.pillow = paths, pillow
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.tensor(open_rgb(self.paths[index]).size)
+        path = self.paths[index]
+        if self.pillow:
+            return torch.tensor(open_rgb(path).height)
+        return torch.tensor(len(decode.decode_rgb(decode.read_file(path), path)))
 
 
-def decode_in_process(paths: list[str]):
-    """One epoch of single-process decoding; returns the image count."""
+@contextlib.contextmanager
+def pillow_only(active: bool):
+    """simplejpeg switched off in this process (and in workers forked meanwhile)."""
+    saved = decode.simplejpeg
+    decode.simplejpeg = None if active else saved
+    try:
+        yield
+    finally:
+        decode.simplejpeg = saved
+
+
+def decode_workers(paths: list[str], batch: int, workers: int, pillow: bool):
+    loader = DataLoader(DecodeOnly(paths, pillow), batch, num_workers=workers,
+                        persistent_workers=True)  # fmt: skip
 
     def epoch() -> int:
-        for path in paths:
-            open_rgb(path)
-        return len(paths)
+        with pillow_only(pillow):
+            return sum(len(heights) for heights in loader)
 
     return epoch
 
 
-def drain(loader) -> int:
-    """Iterate ``loader`` once; the number of images (first dimension of the first item)."""
-    return sum(len(batch[0]) for batch in loader)
-
-
-def decode_workers(paths: list[str], batch: int, workers: int):
-    loader = DataLoader(DecodeOnly(paths), batch, num_workers=workers, persistent_workers=True)
-    return lambda: sum(len(sizes) for sizes in loader)
-
-
-def ours(samples: list, batch: int, size: int, workers: int):
-    loader = stream.StreamLoader(samples, batch, size=size, mode="train", workers=workers)
+def ours(samples: list, batch: int, size: int, workers: int, way: str):
+    """StreamLoader epochs; ``way``: "cpu", "crops" (device path, resize not counted),
+    "cuda" (device path on the GPU) or "pillow" (cpu, Pillow decoder)."""
+    device = "cuda" if way == "cuda" else "cpu"
+    on_device = way in ("crops", "cuda")
+    loader = stream.StreamLoader(samples, batch, size=size, mode="train", workers=workers,
+                                 device=device, resize_on_device=on_device)  # fmt: skip
     state = {"epoch": 0}
 
     def epoch() -> int:
         state["epoch"] += 1
         loader.set_epoch(state["epoch"])
-        return drain(loader)
+        with pillow_only(way == "pillow"), contextlib.ExitStack() as stack:
+            if way == "crops":  # the main process skips the resize a GPU would do
+                stack.enter_context(_patched(stream, "resize_crops", lambda f, shapes, s: shapes))
+            count = sum(len(images) for images, _ in loader)
+            if way == "cuda":
+                torch.cuda.synchronize()
+        return count
 
     return epoch
 
 
+@contextlib.contextmanager
+def _patched(module, name: str, value):
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
+
+
 def timm_loader(samples: list, root: str, batch: int, size: int, workers: int, reduced: bool):
-    """timm's training loader over ``samples`` (``None``: timm not installed)."""
+    """timm's training loader over ``samples`` (``None``: timm not importable)."""
     try:
         import timm.data
     except ImportError:
@@ -106,37 +142,37 @@ def timm_loader(samples: list, root: str, batch: int, size: int, workers: int, r
     )  # fmt: skip
     if reduced:  # RRC + flip + PIL → uint8 tensor: timm's transform for its prefetcher
         dataset.transform = timm.data.create_transform(**common, **extra, use_prefetcher=True)
-    return lambda: drain(loader)
+    return lambda: sum(len(batch[0]) for batch in loader)
 
 
-STAGES = ("header", "decode", "crop-resize", "to-tensor", "collate", "to-shm")
+STAGES = ("read", "header", "decode", "crop", "resize", "collate")
 
 
 def profile(samples: list, batch: int, size: int) -> dict[str, float]:
-    """ms per image of each stage of ``train_image`` + collate + the move into shared memory
-    (what pickling a batch to the main process costs a worker), in this process."""
+    """ms per image of each step of ``train_image`` + collate (into shared memory in a
+    worker; a plain stack here), in this process."""
     spent = dict.fromkeys(STAGES, 0.0)
     rng, items, clock = np.random.default_rng(0), [], time.perf_counter
 
-    def timed(stage: str, fn, *args, **kwargs):
+    def timed(stage: str, fn, *args):
         start = clock()
-        result = fn(*args, **kwargs)
+        result = fn(*args)
         spent[stage] += clock() - start
         return result
 
-    for k, (path, label) in enumerate(samples):  # the steps of deit.data.transforms.train_image
-        width, height = timed("header", transforms._header_size, path)
+    for k, (path, label) in enumerate(samples):  # the steps of transforms.train_crop
+        data = timed("read", decode.read_file, path)
+        width, height = timed("header", decode.image_size, data, path)
         left, top, w, h = transforms.crop_params(width, height, rng)
-        r = min(w, h) / size
-        draft = (math.ceil(width / r), math.ceil(height / r)) if r >= 2 else None
-        image = timed("decode", open_rgb, path, draft)
-        sx, sy = transforms._draft_factor((width, height), image.size)
-        box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-        image = timed("crop-resize", image.resize, (size, size), transforms.BICUBIC, box=box)
-        items.append((timed("to-tensor", transforms.to_tensor, image), label, None))
+        s = decode.jpeg_reduction(data, min(w, h) / size)
+        image = timed("decode", decode.decode_rgb, data, path, s)
+        fy, fx = (1 / s, 1 / s) if s > 1 else (image.shape[0] / height, image.shape[1] / width)
+        rows = slice(round(top * fy), max(round((top + h) * fy), round(top * fy) + 1))
+        cols = slice(round(left * fx), max(round((left + w) * fx), round(left * fx) + 1))
+        crop = timed("crop", np.ascontiguousarray, image[rows, cols])
+        items.append((timed("resize", resize.resize_uint8, crop, size, size), label, None))
         if len(items) == batch or k == len(samples) - 1:
-            images = timed("collate", stream.collate, items)[0]
-            timed("to-shm", images.share_memory_)
+            timed("collate", stream.collate, items)
             items = []
     return {stage: 1000 * seconds / len(samples) for stage, seconds in spent.items()}
 
@@ -144,9 +180,9 @@ def profile(samples: list, batch: int, size: int) -> dict[str, float]:
 def versions() -> dict:
     found = {"python": platform.python_version(), "torch": torch.__version__}
     found |= {"pillow": PIL.__version__, "numpy": np.__version__}
-    found["libjpeg"] = features.version("jpg")
-    found["libjpeg_turbo"] = features.check_feature("libjpeg_turbo")
-    for name in ("torchvision", "timm"):
+    found["pillow_libjpeg"] = features.version("jpg")
+    found["pillow_libjpeg_turbo"] = features.check_feature("libjpeg_turbo")
+    for name in ("simplejpeg", "torchvision", "timm"):
         try:
             found[name] = __import__(name).__version__
         except ImportError:
@@ -156,6 +192,104 @@ def versions() -> dict:
 
 def _line(stages: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.3f}" for k, v in stages.items())
+
+
+def build(args, samples: list, root: str) -> tuple[dict, bool]:
+    """The timed variants, keyed by (name, workers); and whether timm was missing."""
+    b, s, paths = args.batch, args.size, [path for path, _ in samples]
+    variants: dict[tuple[str, int], object] = {}
+    timm_missing = args.no_timm
+    for n in args.workers:
+        variants[("decode", n)] = decode_workers(paths, b, n, pillow=False)
+        variants[("decode (Pillow)", n)] = decode_workers(paths, b, n, pillow=True)
+        variants[("ours", n)] = ours(samples, b, s, n, "cpu")
+        variants[("ours, crops", n)] = ours(samples, b, s, n, "crops")
+        if torch.cuda.is_available():
+            variants[("ours, cuda resize", n)] = ours(samples, b, s, n, "cuda")
+        variants[("ours (Pillow decode)", n)] = ours(samples, b, s, n, "pillow")
+        for name, reduced in (("timm default", False), ("timm rrc+flip uint8", True)):
+            fn = None if timm_missing else timm_loader(samples, root, b, s, n, reduced)
+            timm_missing = fn is None
+            if fn is not None:
+                variants[(name, n)] = fn
+    return variants, timm_missing and not args.no_timm
+
+
+def summarise(times: dict, counts: dict) -> tuple[list, dict]:
+    """Rows (median, min, max img/s of each variant) and the paired ratios of ours."""
+    rows, ratios = [], {}
+    for key, rates in times.items():
+        median = statistics.median(rates)
+        row = dict(variant=key[0], workers=key[1], images=counts[key], img_s=rates)
+        rows.append(row | dict(median=median, min=min(rates), max=max(rates)))
+        if not key[0].startswith("ours"):
+            continue
+        for ref in REFERENCES:
+            if (ref, key[1]) in times:
+                other = times[(ref, key[1])]  # paired: measured in the same round
+                per_round = [x / y for x, y in zip(rates, other, strict=True)]
+                ratios[f"{key[0]} / {ref}, N={key[1]}"] = dict(
+                    of_medians=median / statistics.median(other),
+                    median_per_round=statistics.median(per_round),
+                    per_round=per_round,
+                )
+    return rows, ratios
+
+
+GPUS = (("V100 (2 536 / 3 img/s)", 2536 / 3), ("H100, 3× V100", 2536.0),
+        ("H100, 4× V100", 3380.0), ("H100, 6× V100", 5070.0))  # fmt: skip
+"""Assumed DeiT-Ti training img/s at 224 px (as in RESULTS.md: the paper's V100 inference
+throughput / 3 for training; an H100 3-6× a V100, not measured)."""
+
+
+def markdown(report: dict) -> str:
+    """The report as markdown: results, paired ratios against the targets, profile, cores."""
+    workers = report["workers"]
+    by = {(r["variant"], r["workers"]): r for r in report["results"]}
+    names = list(dict.fromkeys(r["variant"] for r in report["results"]))
+    v = report["versions"]
+    lines = [
+        f"# Image-folder loader at {report['size']} px, {report['date']}", "",
+        f"{report['machine'].get('cpu', '?')}, {report['cpus']} CPUs available; "
+        f"torch {v['torch']}, simplejpeg {v['simplejpeg']}, Pillow {v['pillow']} "
+        f"(libjpeg-turbo: {v['pillow_libjpeg_turbo']}), timm {v['timm']}. "
+        f"Load average at the start {report['load_before']}, at the end {report['load_after']}.",
+        "", f"`{report['command']}`", "",
+        f"{report['files_per_epoch']} files per epoch ({report['repeat']} × the train split of "
+        f"{report['root']}), batch {report['batch']}, {report['rounds']} rounds after a warm-up; "
+        "img/s into the training process, median of the rounds [min–max].", "",
+        "| variant | " + " | ".join(f"N={n}" for n in workers) + " |",
+        "|---|" + "---:|" * len(workers),
+    ]  # fmt: skip
+    for name in names:
+        cells = [by.get((name, n)) for n in workers]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{c['median']:,.0f} [{c['min']:,.0f}–{c['max']:,.0f}]" if c else "–" for c in cells
+        ) + " |")  # fmt: skip
+    lines += ["", "Paired ratios (median of the per-round ratios [range]); targets: "
+              "ours ÷ decode ≥ 0.90, ours ÷ timm ≥ 1.5 (stretch 2.5).", "",
+              "| ratio | value | range |", "|---|---:|---:|"]  # fmt: skip
+    for name, ratio in report["ratios"].items():
+        rounds = ratio["per_round"]
+        lines.append(f"| {name} | {ratio['median_per_round']:.2f} | "
+                     f"{min(rounds):.2f}–{max(rounds):.2f} |")  # fmt: skip
+    if report["timm"]:
+        lines.append(f"\ntimm: {report['timm']} (its rows and ratios are missing).")
+    stages = report["profile_ms_per_image"]
+    lines += ["", "Profile, one process, median ms per image: " + _line(stages) + ".", ""]
+    for label, key in (("CPU path (resize in the workers)", "ours"),
+                       ("GPU path (workers decode and crop)", "ours, crops")):  # fmt: skip
+        one = by.get((key, 1))
+        if one is None:
+            continue
+        per_core = one["median"]
+        lines += [f"Cores to feed one GPU training DeiT-Ti at 224 px, {label}: "
+                  f"{per_core:,.0f} img/s per worker core (N=1 median), workers assumed to "
+                  "scale with cores; add one core for the training process.", "",
+                  "| GPU | training img/s (assumed) | cores |", "|---|---:|---:|"]  # fmt: skip
+        lines += [f"| {gpu} | {rate:,.0f} | {rate / per_core:.1f} |" for gpu, rate in GPUS]
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,26 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (as in workers)")
     parser.add_argument("--no-timm", action="store_true", help="skip timm even if installed")
     parser.add_argument("--json", metavar="OUT", help="write every measurement here")
+    parser.add_argument("--markdown", metavar="OUT", help="write the tables here")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     folder = scan_folder(args.root)
     samples = list(folder.train) * args.repeat
-    paths = [path for path, _ in samples]
-    root, b, s = str(folder.root / "train"), args.batch, args.size
-    variants: dict[tuple[str, int], object] = {("decode", 0): decode_in_process(paths)}
-    variants[("ours", 0)] = ours(samples, b, s, 0)
-    timm_missing = args.no_timm
-    for n in args.workers:
-        variants[("decode", n)] = decode_workers(paths, b, n)
-        variants[("ours", n)] = ours(samples, b, s, n)
-        for name, reduced in (("timm default", False), ("timm rrc+flip uint8", True)):
-            fn = None if timm_missing else timm_loader(samples, root, b, s, n, reduced)
-            timm_missing = fn is None
-            if fn is not None:
-                variants[(name, n)] = fn
-
-    print(f"{len(samples)} files per epoch ({len(folder.train)} × {args.repeat}), batch {b}")
+    variants, timm_missing = build(args, samples, str(folder.root / "train"))
+    print(f"{len(samples)} files per epoch ({len(folder.train)} × {args.repeat}), "
+          f"batch {args.batch}")  # fmt: skip
     for fn in variants.values():  # warm-up: page cache, worker start
         fn()
     times: dict[tuple[str, int], list[float]] = {key: [] for key in variants}
@@ -201,51 +325,40 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             counts[key] = fn()
             times[key].append(counts[key] / (time.perf_counter() - start))
-            print(f"round {r + 1}  {key[0]:<20} N={key[1]}  {times[key][-1]:7.1f} img/s")
-        stages.append(profile(samples, b, s))
+            print(f"round {r + 1}  {key[0]:<22} N={key[1]}  {times[key][-1]:7.1f} img/s")
+        stages.append(profile(samples[: len(folder.train)], args.batch, args.size))
         print(f"round {r + 1}  profile (ms/img)  " + _line(stages[-1]))
     stages = {k: statistics.median(p[k] for p in stages) for k in stages[0]}
     stages["sum"] = sum(stages.values())
+    rows, ratios = summarise(times, counts)
 
-    rows, ratios = [], {}
-    for key, rates in times.items():
-        median = statistics.median(rates)
-        row = dict(variant=key[0], workers=key[1], images=counts[key], img_s=rates)
-        rows.append(row | dict(median=median, min=min(rates), max=max(rates)))
-        for ref in ("decode", "timm default", "timm rrc+flip uint8"):
-            if key[0] == "ours" and (ref, key[1]) in times:
-                other = times[(ref, key[1])]  # paired: measured in the same round
-                per_round = [x / y for x, y in zip(rates, other, strict=True)]
-                ratios[f"ours / {ref}, N={key[1]}"] = dict(
-                    of_medians=median / statistics.median(other),
-                    median_per_round=statistics.median(per_round),
-                    per_round=per_round,
-                )
-
-    print(f"\n{'variant':<20} {'N':>2} {'median':>8} {'min':>7} {'max':>7}  img/s")
+    print(f"\n{'variant':<22} {'N':>2} {'median':>8} {'min':>7} {'max':>7}  img/s")
     for row in rows:
-        print(
-            f"{row['variant']:<20} {row['workers']:>2} {row['median']:8.1f} "
-            f"{row['min']:7.1f} {row['max']:7.1f}"
-        )
-    print(f"\n{'ratio':<36} {'of medians':>10} {'median per round':>17}  per round")
+        print(f"{row['variant']:<22} {row['workers']:>2} {row['median']:8.1f} "
+              f"{row['min']:7.1f} {row['max']:7.1f}")  # fmt: skip
+    print(f"\n{'ratio':<44} {'of medians':>10} {'median per round':>17}  per round")
     for name, ratio in ratios.items():
         rounds = " ".join(f"{x:.2f}" for x in ratio["per_round"])
-        print(f"{name:<36} {ratio['of_medians']:10.2f} {ratio['median_per_round']:17.2f}  {rounds}")
+        print(f"{name:<44} {ratio['of_medians']:10.2f} {ratio['median_per_round']:17.2f}  {rounds}")
     print("profile, one process, median ms/img:  " + _line(stages))
-    if timm_missing and not args.no_timm:
+    if timm_missing:
         print("timm: not installed")
+    report = dict(
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        machine=hardware(), cpus=len(os.sched_getaffinity(0)), versions=versions(),
+        command=" ".join(["python benchmarks/loader_speed.py", *(argv or sys.argv[1:])]),
+        load_before=load_before, load_after=" ".join(f"{x:.2f}" for x in os.getloadavg()),
+        root=str(folder.root), files_per_epoch=len(samples), repeat=args.repeat,
+        batch=args.batch, size=args.size, rounds=args.rounds, workers=args.workers,
+        timm="not installed" if timm_missing else None, ratios=ratios, results=rows,
+        profile_ms_per_image=stages,
+    )  # fmt: skip
     if args.json:
-        report = dict(
-            date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            machine=hardware(), cpus=len(os.sched_getaffinity(0)),
-            versions=versions(), root=str(folder.root), files_per_epoch=len(samples),
-            repeat=args.repeat, batch=b, size=s, rounds=args.rounds,
-            timm="not installed" if timm_missing and not args.no_timm else None,
-            ratios=ratios, results=rows, profile_ms_per_image=stages,
-        )  # fmt: skip
         with open(args.json, "w") as out:
             json.dump(report, out, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as out:
+            out.write(markdown(report))
     return 0
 
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The image-folder loader benchmark of issue 27, for a quiet machine (nothing else running):
+# images/s into the training process at 224 px from an ImageNet-like JPEG folder, 1 and 2
+# workers, against decoding alone with the same decoder and against timm's loader when timm
+# is importable (see benchmarks/loader_speed.py for every variant). Writes
+# benchmarks/loader/<cpu|cuda>-<date>.json (every measurement) and .md (the tables, the
+# paired ratios against the targets, the cores needed to feed a GPU) and prints both.
+#
+# Usage (repository root, project environment active):
+#   bash benchmarks/loader_speed.sh [DATA_DIR] [ROOT] [extra loader_speed.py arguments]
+# DATA_DIR holds cifar-10-batches-bin (default ../shared/data); ROOT is the ImageNet-like
+# folder, made there if missing (default /tmp/deit-inet-bench: 10 classes, 100 train and 20
+# val JPEGs each, ~500x375). PYTHON picks the interpreter: for the timm rows, one whose
+# environment has timm and torchvision besides `pip install -e .` of this checkout.
+# Takes about 3 minutes on a 2-core CPU without timm, 5-6 with it.
+set -euo pipefail
+DATA_DIR=${1:-../shared/data}
+ROOT=${2:-/tmp/deit-inet-bench}
+shift $(($# < 2 ? $# : 2))
+PYTHON=${PYTHON:-python}
+OUT=benchmarks/loader
+mkdir -p "$OUT"
+[ -d "$ROOT/train" ] || "$PYTHON" -m deit.data.export imagenet-like --data-dir "$DATA_DIR" \
+    --out "$ROOT" --train-per-class 100 --val-per-class 20 --classes 10
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (a quiet machine reads < 0.3)"
+kind=$("$PYTHON" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+name=$OUT/$kind-$(date -u +%Y-%m-%d)
+"$PYTHON" benchmarks/loader_speed.py --root "$ROOT" --json "$name.json" --markdown "$name.md" "$@"
+cat "$name.md"
+echo "written: $name.json $name.md"
