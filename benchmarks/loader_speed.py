@@ -166,10 +166,8 @@ def profile(samples: list, batch: int, size: int) -> dict[str, float]:
         left, top, w, h = transforms.crop_params(width, height, rng)
         s = decode.jpeg_reduction(data, min(w, h) / size)
         image = timed("decode", decode.decode_rgb, data, path, s)
-        fy, fx = (1 / s, 1 / s) if s > 1 else (image.shape[0] / height, image.shape[1] / width)
-        rows = slice(round(top * fy), max(round((top + h) * fy), round(top * fy) + 1))
-        cols = slice(round(left * fx), max(round((left + w) * fx), round(left * fx) + 1))
-        crop = timed("crop", np.ascontiguousarray, image[rows, cols])
+        view = transforms.cut(image, (left, top, w, h), s, (width, height))
+        crop = timed("crop", np.ascontiguousarray, view)
         items.append((timed("resize", resize.resize_uint8, crop, size, size), label, None))
         if len(items) == batch or k == len(samples) - 1:
             timed("collate", stream.collate, items)

@@ -10,7 +10,7 @@ from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
 from deit.data.resize import pack_crops, resize_crops, resize_uint8
-from deit.data.transforms import eval_image, train_image
+from deit.data.transforms import cut, eval_image, train_image
 
 WIDTH, HEIGHT = 203, 117  # odd sizes: a reduced decode rounds up
 
@@ -178,3 +178,11 @@ def test_crops_packed_and_resized_as_a_batch_match_one_by_one():
     for got, crop in zip(batch, crops, strict=True):
         one = resize_uint8(crop, 32, 32)
         assert (got.float() - one.float()).abs().mean() < 0.5
+
+
+def test_a_box_is_cut_at_the_decoded_scale_in_whole_pixels():
+    image = np.zeros((-(-HEIGHT // 8), -(-WIDTH // 8), 3), np.uint8)  # 15×26 at 1/8
+    assert cut(image, (0, 0, WIDTH, HEIGHT), 8, (WIDTH, HEIGHT)).shape == (15, 25, 3)
+    assert cut(image, (196, 110, 7, 7), 8, (WIDTH, HEIGHT)).shape == (1, 1, 3)  # >= 1 pixel
+    full = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    assert cut(full, (3, 4, 50, 60), 1, (WIDTH, HEIGHT)).shape == (60, 50, 3)

@@ -100,8 +100,25 @@ def train_crop(
     left, top, w, h = crop_params(width, height, rng, scale, ratio)
     s = jpeg_reduction(data, min(w, h) / size)
     image = decode_rgb(data, path, s)
-    # Decoded pixels per original pixel: 1/s for a JPEG (its last pixel may be partial).
-    fy, fx = (1 / s, 1 / s) if s > 1 else (image.shape[0] / height, image.shape[1] / width)
+    return cut(image, (left, top, w, h), s, header)
+
+
+def cut(
+    image: np.ndarray, box: tuple[int, int, int, int], reduction: int, original: tuple[int, int]
+) -> np.ndarray:
+    """The view of ``box`` (left, top, w, h in the original's pixels) in a decoded ``image``.
+
+    ``image`` is the file decoded at 1/``reduction`` (a JPEG's last pixel may
+    cover less than ``reduction`` pixels), or at full size when 1 (then the
+    box is scaled by the decoded / ``original`` (width, height) ratio, which
+    is 1 for every format read today). Edges are rounded to whole decoded
+    pixels; at least one pixel is kept.
+    """
+    left, top, w, h = box
+    if reduction > 1:
+        fy = fx = 1 / reduction
+    else:
+        fy, fx = image.shape[0] / original[1], image.shape[1] / original[0]
     rows = slice(round(top * fy), max(round((top + h) * fy), round(top * fy) + 1))
     cols = slice(round(left * fx), max(round((left + w) * fx), round(left * fx) + 1))
     return image[rows, cols]
