@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Where the teacher pays: CIFAR-10 subsets at equal compute (issue 26).
 # Every student sees the same 375,000 images (half the cpu-proxy's budget), whatever N.
+# Recipe: the cpu-proxy preset plus Mixup 0.8, CutMix 1.0 and RandAugment (2 ops, m9), chosen
+# on validation parts at N = 1,000 (tuning/NOTES.md).
 # RECIPE holds the little-data recipe chosen on validation splits (tuning/NOTES.md); it is
 # the same at every size. Resumable: rerun to continue; finished runs are skipped.
 # Usage (from the repository root): bash results/teacher-pays/run.sh STEP [DATA_DIR]
@@ -11,7 +13,7 @@
 set -euo pipefail
 STEP=$1 DATA_DIR=${2:-../shared/data}
 HERE=results/teacher-pays
-RECIPE=(--set budget_images=375000)
+RECIPE=(--set budget_images=375000 --set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2)
 COMMON=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" "${RECIPE[@]}")
 case "$STEP" in
   curve) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-1000,5000,10000,50000}" --runs AE \
