@@ -156,3 +156,26 @@ def test_a_size_beyond_the_set_stops_the_curve_before_any_work(cifar_dir, tmp_pa
                  str(out), "--data-dir", str(cifar_dir)])  # fmt: skip
     assert code == 2 and "60000 is larger" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _runs(a_seeds, e_seeds):
+    """Curve entries of A and E with the given per-seed top-1s (their default heads)."""
+
+    def entry(values, head):
+        spread = (max(values) - min(values)) / 2
+        return {
+            "default_head": head,
+            "heads": {head: {"mean": sum(values) / len(values), "spread": spread, "seeds": values}},
+        }
+
+    return {"A": entry(a_seeds, "cls"), "E": entry(e_seeds, "avg")}
+
+
+def test_the_goal_needs_two_seeds_and_a_gap_beyond_both_spreads():
+    from deit.curve import _gap
+
+    assert not _gap(_runs([40.0], [52.0]))["goal_met"]  # one seed: no spread to be beyond
+    gap = _gap(_runs([40.0, 42.0], [50.0, 48.0]))
+    assert gap["mean"] == 8.0 and gap["per_seed"] == [10.0, 6.0] and gap["goal_met"]
+    assert not _gap(_runs([40.0, 42.0], [44.0, 46.0]))["goal_met"]  # +4: under the goal
+    assert not _gap(_runs([30.0, 50.0], [40.0, 60.0]))["goal_met"]  # +10 inside the spreads

@@ -186,8 +186,9 @@ def _gap(runs: dict) -> dict | None:
         "mean": mean,
         "per_seed": gaps,
         "spread": _spread(gaps),
-        "beyond_both_spreads": mean > a["spread"] + e["spread"],
-        "goal_met": mean >= GOAL and mean > a["spread"] + e["spread"],
+        # one seed has no spread to be beyond: the goal needs two or more of each run
+        "beyond_both_spreads": len(pairs) > 1 and mean > a["spread"] + e["spread"],
+        "goal_met": len(pairs) > 1 and mean >= GOAL and mean > a["spread"] + e["spread"],
     }
 
 
