@@ -210,9 +210,8 @@ def curve_markdown(results: dict) -> str:
         "",
         f"`{' '.join(results['command'])}` — {results['date']}, {hw.get('cpu', '?')}, "
         f"{hw.get('threads', '?')} threads. Every run sees {results['budget_images']:,} images "
-        f"(equal compute); N images drawn class-balanced from {results['full_train_size']:,} "
-        f"training images, {results['classes']} classes; {_evaluated_on(results)}. Cells: mean "
-        "± half the range over seeds (seeds in brackets); distilled runs by their avg head.",
+        f"(equal compute); {_drawn_from(results)}. Cells: mean ± half the range over seeds "
+        "(seeds in brackets); distilled runs by their avg head.",
         "",
         "| N | per class | " + " | ".join(names) + " | teacher | E − A (per seed) |",
         "|---:|---:|" + "---:|" * len(names) + "---:|---:|",
@@ -248,12 +247,15 @@ def curve_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _evaluated_on(results: dict) -> str:
-    """Where the students were scored, in words (the test set, or validation parts)."""
+def _drawn_from(results: dict) -> str:
+    """Where the N images come from and where the students were scored, in words."""
     places = {run["evaluated_on"] for p in results["points"] for run in p["runs"].values()}
     if places <= {"test"}:
-        return "scored on the test set"
-    return "scored on a class-balanced tenth held out of each subset (validation, not test)"
+        full, classes = results["full_train_size"], results["classes"]
+        return f"N images drawn class-balanced from {full:,}, {classes} classes; test set scores"
+    return (f"N images drawn class-balanced from the training set, {results['classes']} "
+            "classes; a class-balanced tenth of each subset held out and scored (validation, "
+            "not test)")  # fmt: skip
 
 
 def write_curve(out: Path, results: dict) -> None:
