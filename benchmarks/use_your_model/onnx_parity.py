@@ -36,8 +36,11 @@ def main() -> None:
     for path in checkpoints:
         start = time.perf_counter()
         report = export_model(path, "onnx", work / f"{path.stem}.onnx", overwrite=True)
-        row = {"checkpoint": str(path), "max_abs_diff": report["max_abs_diff"],
-               "seconds": round(time.perf_counter() - start, 1)}
+        row = {
+            "checkpoint": str(path),
+            "max_abs_diff": report["max_abs_diff"],
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         print(json.dumps(row), flush=True)
 
 

@@ -263,9 +263,7 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--skip-bad", action="store_true", help="skip (and list) files that do not decode"
     )
-    p.add_argument(
-        "--no-download", action="store_true", help="never download official weights"
-    )
+    p.add_argument("--no-download", action="store_true", help="never download official weights")
 
 
 def _export_parser(sub: argparse._SubParsersAction) -> None:

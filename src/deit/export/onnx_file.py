@@ -48,8 +48,14 @@ def metadata(preprocess: Preprocess, classes, model: VisionTransformer, source: 
         "deit.head": model.eval_head if model.distilled else "cls",
         "deit.classes": json.dumps(list(classes)),
         "deit.preprocess": json.dumps(
-            {"mode": preprocess.mode, "size": preprocess.size, "crop_pct": preprocess.crop_pct,
-             "mean": preprocess.mean, "std": preprocess.std, "img_size": preprocess.img_size}
+            {
+                "mode": preprocess.mode,
+                "size": preprocess.size,
+                "crop_pct": preprocess.crop_pct,
+                "mean": preprocess.mean,
+                "std": preprocess.std,
+                "img_size": preprocess.img_size,
+            }
         ),  # fmt: skip
     }
 
