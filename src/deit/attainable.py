@@ -102,10 +102,26 @@ def _fresh(leaf):
     return storage.as_strided(shape, stride)  # broadcast (stride-0) operands stay broadcast
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so a timer measures it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def median_seconds(
+    fn: Callable[[], object], device: torch.device, warmup: int, steps: int
+) -> float:
+    """Median seconds per call of ``fn`` after ``warmup`` calls (robust on a shared machine)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def replay_seconds(
@@ -116,16 +132,8 @@ def replay_seconds(
     with torch.no_grad():
         for func, leaves, layout, count in calls:
             args, kwargs = tree_unflatten([_fresh(v) for v in leaves], layout)
-            for _ in range(warmup):
-                func(*args, **kwargs)
-            _sync(device)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                func(*args, **kwargs)
-                _sync(device)
-                times.append(time.perf_counter() - start)
-            total += count * sorted(times)[len(times) // 2]
+            call = lambda: func(*args, **kwargs)  # noqa: E731, B023 (used in this iteration only)
+            total += count * median_seconds(call, device, warmup, repeats)
     return total
 
 

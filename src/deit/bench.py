@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from deit.attainable import attainable_seconds
+from deit.attainable import attainable_seconds, median_seconds, sync
 from deit.config import ConfigError
 from deit.hardware import hardware
 from deit.models import create_model
@@ -62,23 +62,17 @@ class Measurement:
     attainable_ratio: float  # gflop_per_s / attainable_gflop_per_s
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so a timer measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def matmul_ceiling(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
     """Best GFLOP/s of an n×n by n×n matrix product: the attainable peak to compare to."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
-    _sync(device)
+    sync(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 
@@ -104,20 +98,6 @@ def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False, custom_mapping=_attention_formulas()) as counter:
         fn()
     return counter.get_total_flops()
-
-
-def time_step(fn: Callable[[], object], device: torch.device, warmup: int, steps: int) -> float:
-    """Median seconds per call of ``fn`` after ``warmup`` calls (robust on a shared machine)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def _student_steps(name: str, batch: int, device: torch.device, bf16: bool):
@@ -189,7 +169,7 @@ def measure(
     for mode, step in (("train", train_step), ("infer", infer_step)):
         model.train(mode == "train")
         flops = count_flops(step)
-        seconds = time_step(step, device, warmup, steps)
+        seconds = median_seconds(step, device, warmup, steps)
         gflop_per_s = flops / seconds / 1e9
         attainable = flops / attainable_seconds(step, device) / 1e9
         rows.append(
