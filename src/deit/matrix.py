@@ -72,13 +72,21 @@ def teacher_config(base: TrainConfig, preset: str):
     return TeacherConfig(**changes)
 
 
-def _teacher_path(out: Path, base: TrainConfig, preset: str) -> tuple[str, str]:
-    """Train (or resume) a teacher in ``out/teacher`` and export it: (its file, its subset hash)."""
+def _teacher_path(out: Path, base: TrainConfig, preset: str, needed: bool) -> tuple[str, str]:
+    """Train (or resume) a teacher in ``out/teacher`` and export it: (its file, its subset hash).
+
+    A finished teacher whose students are all finished too (``needed`` false)
+    is only read: its checkpoint and exported file are not kept in git, and
+    gathering the tables again must not need them.
+    """
     from deit.models.teacher_files import export_teacher
     from deit.teacher_training import train_teacher
 
     where = out / "teacher"
     dest = where / "teacher.safetensors"
+    if not needed and (where / "summary.json").is_file():
+        summary = json.loads((where / "summary.json").read_text())
+        return str(dest), summary.get("train_set", {}).get("subset_sha256", "")
     if not (where / "summary.json").is_file():
         if (where / "config.json").is_file():  # started before: resume (or read) it
             changes = {"data_dir": base.data_dir, "download": base.download}
@@ -178,11 +186,12 @@ def reproduce(
     record = {"preset": preset, "overrides": list(overrides), "seeds": seeds, "runs": runs}
     record |= {"train_teacher": train_teacher, "command": _command()}
     _check_matrix(out, record)
-    if train_teacher:  # its students must see exactly its images (checked by their hash)
-        path, seen = _teacher_path(out, base, preset)
-        base = dataclasses.replace(base, teacher=path, subset_sha256=seen)
     by_name = {run.name: run for run in RUNS}
     plan = [(by_name[name], i) for i in range(seeds) for name in TRAINING_ORDER if name in runs]
+    if train_teacher:  # its students must see exactly its images (checked by their hash)
+        left = any(not (run_dir(out, run, i) / "summary.json").is_file() for run, i in plan)
+        path, seen = _teacher_path(out, base, preset, needed=left)
+        base = dataclasses.replace(base, teacher=path, subset_sha256=seen)
     summaries: dict[tuple[str, int], dict] = {}
     walls: list[float] = []
     for number, (run, i) in enumerate(plan, start=1):
