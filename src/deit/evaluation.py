@@ -17,8 +17,9 @@ from deit import engine
 from deit.checkpoint import load_checkpoint
 from deit.config import TrainConfig, config_from_dict
 from deit.data import load_cifar, scan_folder
+from deit.decode_once import decode_all
 from deit.distributed import World
-from deit.inputs import decode_all, load_inputs
+from deit.inputs import load_inputs
 from deit.models import create_model
 from deit.models.deit import VisionTransformer
 from deit.models.teacher_files import (

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from deit.config import ConfigError
 from deit.data import BatchLoader
+from deit.decode_once import decode_all
 from deit.distributed import World, pick_device
-from deit.inputs import cifar_splits, decode_all, folder_selection, train_set_record
+from deit.inputs import cifar_splits, folder_selection, train_set_record
 from deit.models.cnn import fastcnn_flops, param_count, teacher_spec
 from deit.models.teachers import evaluate_teacher
 from deit.rundir import RunDir, RunInterrupted, StopOnSignal, open_run
