@@ -10,7 +10,7 @@ from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
 from deit.data.resize import pack_crops, resize_crops, resize_uint8
-from deit.data.transforms import cut, eval_image, train_image
+from deit.data.transforms import cut, eval_image, train_crop, train_image
 
 WIDTH, HEIGHT = 203, 117  # odd sizes: a reduced decode rounds up
 
@@ -64,6 +64,27 @@ def test_simplejpeg_decodes_pillows_pixels_at_every_reduction(tmp_path, monkeypa
         assert array.dtype == np.uint8 and array.shape == (-(-HEIGHT // s), -(-WIDTH // s), 3)
         assert np.array_equal(array, decode_rgb(data, path, s)), s  # Pillow's draft, same bits
     assert np.array_equal(turbo[1], np.array(open_rgb(path)))
+
+
+def test_a_scratch_decode_gives_the_same_pixels_and_train_crops_own_theirs(tmp_path):
+    small, large = write_jpeg(tmp_path / "a.jpg", "rgb420"), str(tmp_path / "b.jpg")
+    Image.fromarray(photo(WIDTH * 2, HEIGHT * 2, seed=1)).save(large, "JPEG", quality=90)
+    data = read_file(small)
+    for s in (1, 2, 4, 8):
+        view = decode_rgb(data, small, s, scratch=True)
+        assert np.array_equal(view, decode_rgb(data, small, s))
+    first = decode_rgb(data, small, scratch=True)
+    second = decode_rgb(read_file(large), large, scratch=True)  # grows the buffer
+    assert second.shape == (HEIGHT * 2, WIDTH * 2, 3) and not np.shares_memory(first, second)
+    again = decode_rgb(data, small, scratch=True)
+    assert np.shares_memory(again, decode_rgb(data, small, 2, scratch=True))  # reused
+    crop = train_crop(small, 32, np.random.default_rng(0))
+    kept = crop.copy()
+    decode_rgb(read_file(large), large, scratch=True)  # overwrites the scratch buffer
+    assert np.array_equal(crop, kept) and crop.flags.owndata
+    image = train_image(small, 32, np.random.default_rng(0))
+    decode_rgb(read_file(large), large, scratch=True)
+    assert torch.equal(image, train_image(small, 32, np.random.default_rng(0)))
 
 
 @pytest.mark.parametrize("name, mode", [

@@ -109,8 +109,8 @@ def test_large_jpeg_is_decoded_at_a_dct_reduction_that_keeps_the_crop(tmp_path, 
         monkeypatch.setattr(decode, "simplejpeg", None)
     calls = []
 
-    def spy(data, name, reduction=1):
-        image = decode.decode_rgb(data, name, reduction)
+    def spy(data, name, reduction=1, **scratch):
+        image = decode.decode_rgb(data, name, reduction, **scratch)
         calls.append((reduction, image.shape))
         return image
 

@@ -34,12 +34,13 @@ def resize_uint8(image: np.ndarray, width: int, height: int) -> torch.Tensor:
     """A uint8 H×W×3 array resized to ``width``×``height``: a contiguous uint8 tensor 3×h×w.
 
     Antialiased bicubic (Pillow's filter); an image already at that size is
-    only transposed.
+    only transposed. The result never shares memory with ``image``.
     """
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     if x.shape[1:] != (height, width):
         x = F.interpolate(x[None], (height, width), mode="bicubic", antialias=True)[0]
-    return x.contiguous()
+        return x.contiguous()
+    return x.clone(memory_format=torch.contiguous_format)
 
 
 def shared_uint8(numel: int) -> torch.Tensor:

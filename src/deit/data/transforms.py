@@ -91,6 +91,13 @@ def train_crop(
     ``data``: the file's bytes if already read (``path`` then only names it).
     Raises DataError naming the file when it cannot be decoded.
     """
+    return _crop_view(path, size, rng, scale, ratio, data).copy()
+
+
+def _crop_view(
+    path: str, size: int, rng: Generator, scale: Ratio, ratio: Ratio, data: bytes | None
+) -> np.ndarray:
+    """:func:`train_crop`'s crop: a view of this thread's scratch decode, valid until the next."""
     data = read_file(path) if data is None else data
     header = image_size(data, path)
     if header is None:  # not parsed: decode_rgb raises the DataError saying why
@@ -99,7 +106,7 @@ def train_crop(
     width, height = header
     left, top, w, h = crop_params(width, height, rng, scale, ratio)
     s = jpeg_reduction(data, min(w, h) / size)
-    image = decode_rgb(data, path, s)
+    image = decode_rgb(data, path, s, scratch=True)
     return cut(image, (left, top, w, h), s, header)
 
 
@@ -134,8 +141,7 @@ def train_image(
     largest DCT reduction the box allows) resized by :func:`resize_uint8`
     (Pillow's antialiased bicubic, torch's uint8 kernel).
     """
-    crop = train_crop(path, size, rng, scale, ratio, data=data)
-    return resize_uint8(crop, size, size)
+    return resize_uint8(_crop_view(path, size, rng, scale, ratio, data), size, size)
 
 
 def eval_image(
