@@ -9,9 +9,9 @@ applied there per batch). :mod:`deit.inputs` chooses it.
 
 ``decode_once=True`` (folders only): train/ is decoded once, on the first
 use of the train loader (so ``deit eval``, which only evaluates, never
-decodes it), into a uint8 tensor on the device,
-batched by :class:`~deit.data.loader.BatchLoader` in exactly the streamed
-order. ``train_crop=random_resized``: each image is decoded at
+decodes it), into a uint8 tensor on the device, batched by
+:class:`~deit.data.loader.BatchLoader` in exactly the streamed order.
+``train_crop=random_resized``: each image is decoded at
 ``decode_size`` (0: round(img_size / 0.875)) as its central square (short
 side to that size) and every batch gets DeiT's random-resized crop to the
 student's size on the device (:class:`deit.data.crops.RandomResizedCrops`:

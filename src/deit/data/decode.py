@@ -89,8 +89,8 @@ def decode_rgb(data: bytes, name: str, reduction: int = 1, *, scratch: bool = Fa
     alpha images are converted as :func:`~deit.data.folder.open_rgb` does.
     With ``scratch`` a JPEG is decoded into a buffer this thread reuses at
     its next scratch decode, so the caller must copy what it keeps: a worker
-    that cuts a batch of crops out of fresh arrays pays the kernel for new
-    zeroed pages on every image (a fifth of the decode's time here).
+    that keeps a batch of crops as views of fresh arrays pays the kernel for
+    new zeroed pages on every image (benchmarks/RESULTS.md, the loader).
     Raises DataError naming ``name`` when the data cannot be decoded.
     """
     if reduction not in REDUCTIONS:
