@@ -15,9 +15,9 @@
 # SEEDS ("0 1"), TRAIN_PER_CLASS (200), VAL_PER_CLASS (50), CLASSES (10), TEACHER_EPOCHS (16),
 # STUDENT_EPOCHS (10), TEACHER_BATCH (128), STUDENT_BATCH (32), WORKERS (2), THREADS (2),
 # RESULTS_DIR (benchmarks/pipeline_accuracy).
-# Defaults, 2,000 train / 500 val images: about 13 minutes a pipeline and seed on a 2-core CPU
-# (teacher ~4-5, student ~8-9; scaled from results/folder's teacher64 and student64 runs on
-# 1,000 images), ~55 minutes in all. An interrupted run is resumed when the script is rerun.
+# Defaults, 2,000 train / 500 val images: about 2.5 minutes a pipeline and seed on an idle
+# 2-core Intel Xeon (teacher 1.3-1.4 min, student 0.8-0.9; plus the folder's export once),
+# about 15 minutes in all. An interrupted run is resumed when the script is rerun.
 set -euo pipefail
 DATA_DIR=${1:-../shared/data}
 WORK=${WORK:-/tmp/deit-pipeline-accuracy}
