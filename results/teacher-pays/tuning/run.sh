@@ -5,6 +5,7 @@
 # Each recipe reuses the first one's teacher (the same images, the same teacher recipe), copied.
 # Resumable: rerun to continue; finished runs are skipped.
 # Usage (from the repository root): bash results/teacher-pays/tuning/run.sh N RECIPE [DATA_DIR]
+# RUNS (default AE) picks the runs, e.g. RUNS=ADE adds soft distillation beside A and E.
 set -euo pipefail
 N=$1 RECIPE=$2 DATA_DIR=${3:-../shared/data}
 HERE=results/teacher-pays/tuning
@@ -19,6 +20,6 @@ FIRST=$HERE/proxy/n$N/teacher
 if [ "$RECIPE" != proxy ] && [ -f "$FIRST/summary.json" ] && [ ! -d "$OUT/n$N/teacher" ]; then
   mkdir -p "$OUT/n$N" && cp -r "$FIRST" "$OUT/n$N/teacher"
 fi
-deit reproduce --preset cpu-proxy --train-sizes "$N" --runs AE --train-teacher \
+deit reproduce --preset cpu-proxy --train-sizes "$N" --runs "${RUNS:-AE}" --train-teacher \
   --set validation=true --set budget_images=375000 "${SETS[@]}" \
   --out "$OUT" --data-dir "$DATA_DIR"
