@@ -75,25 +75,22 @@ def teacher_config(base: TrainConfig, preset: str):
 def _teacher_path(out: Path, base: TrainConfig, preset: str, needed: bool) -> tuple[str, str]:
     """Train (or resume) a teacher in ``out/teacher`` and export it: (its file, its subset hash).
 
-    A finished teacher whose students are all finished too (``needed`` false)
-    is only read: its checkpoint and exported file are not kept in git, and
-    gathering the tables again must not need them.
+    When its students are all finished too (``needed`` false) a finished
+    teacher is not exported again: its checkpoint and exported file are not
+    kept in git, and gathering the tables again must not need them.
     """
     from deit.models.teacher_files import export_teacher
     from deit.teacher_training import train_teacher
 
     where = out / "teacher"
     dest = where / "teacher.safetensors"
-    if not needed and (where / "summary.json").is_file():
-        summary = json.loads((where / "summary.json").read_text())
-        return str(dest), summary.get("train_set", {}).get("subset_sha256", "")
     if not (where / "summary.json").is_file():
         if (where / "config.json").is_file():  # started before: resume (or read) it
             changes = {"data_dir": base.data_dir, "download": base.download}
             train_teacher(changes, where, resume=True, command=_command())
         else:
             train_teacher(teacher_config(base, preset), where, command=_command())
-    if not dest.is_file():
+    if needed and not dest.is_file():
         export_teacher(where, dest)
     summary = json.loads((where / "summary.json").read_text())
     return str(dest), summary.get("train_set", {}).get("subset_sha256", "")
