@@ -9,7 +9,7 @@
 #   STEP: curve (A and E at 1,000 to 50,000, each subset with its own teacher; SIZES=1000
 #         trains one size, and the tables gather every size finished so far),
 #         c (run C at 5,000, beside A and E), external (E at 5,000 with the shipped teacher, which saw all
-#         50,000 images).
+#         50,000 images; SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE).
 set -euo pipefail
 STEP=$1 DATA_DIR=${2:-../shared/data}
 HERE=results/teacher-pays
@@ -20,7 +20,7 @@ case "$STEP" in
            --train-teacher --out "$HERE/cifar10" ;;
   c) deit reproduce "${COMMON[@]}" --train-sizes 5000 --runs ACE --train-teacher \
        --out "$HERE/cifar10" ;;  # A and E are done by then: skipped, kept in n5000's table
-  external) deit reproduce "${COMMON[@]}" --train-sizes 5000 --runs E \
+  external) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs "${RUNS:-E}" \
               --out "$HERE/cifar10-external" ;;
   *) echo "unknown step $STEP" >&2; exit 2 ;;
 esac
