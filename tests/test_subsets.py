@@ -145,7 +145,11 @@ def test_the_curve_trains_each_size_with_its_own_teacher_and_writes_the_table(ci
         assert teacher["train_set"]["images"] == point["size"]
         assert set(point["runs"]) == {"A", "E"} and point["e_minus_a"] is not None
         assert point["teacher"]["own_images"]
-    assert "| 40 | 4 |" in (out / "results.md").read_text()
+    table = (out / "results.md").read_text()
+    assert "| 40 | 4 |" in table and table.count("- N = ") == 4  # 2 commands, 2 teachers
+    for point in results["points"]:  # each size names the command that trained it
+        saved = json.loads((out / f"n{point['size']}" / "reproduce.json").read_text())
+        assert point["command"] == saved["command"] and "`" + " ".join(saved["command"]) in table
     for size in (20, 40):  # as in a fresh checkout: teacher files are not kept in git
         (out / f"n{size}" / "teacher" / "checkpoint.pt").unlink()
         (out / f"n{size}" / "teacher" / "teacher.safetensors").unlink()

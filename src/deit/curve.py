@@ -111,7 +111,9 @@ def collect_curve(
     points = []
     for where in sorted(out.glob("n*/reproduce.json"), key=lambda p: int(p.parent.name[1:])):
         size = int(where.parent.name[1:])
-        point = {"size": size, "per_class": size / classes, "runs": {}, "teacher": None}
+        command = json.loads(where.read_text()).get("command")  # the last one that trained it
+        point = {"size": size, "per_class": size / classes, "runs": {}, "teacher": None,
+                 "command": command}  # fmt: skip
         for run in RUNS:
             summaries = []
             for i in range(100):
@@ -208,7 +210,8 @@ def curve_markdown(results: dict) -> str:
     lines = [
         f"# Where the teacher pays: preset `{results['preset']}` over training-set sizes",
         "",
-        f"`{' '.join(results['command'])}` — {results['date']}, {hw.get('cpu', '?')}, "
+        f"Gathered by `{' '.join(results['command'])}` — {results['date']}, "
+        f"{hw.get('cpu', '?')}, "
         f"{hw.get('threads', '?')} threads. Every run sees {results['budget_images']:,} images "
         f"(equal compute); {_drawn_from(results)}. Cells: mean ± half the range over seeds "
         "(seeds in brackets); distilled runs by their avg head.",
@@ -239,6 +242,10 @@ def curve_markdown(results: dict) -> str:
             )  # fmt: skip
             minutes = ", ".join(f"{m:.1f}" for m in run["wall_minutes"])
             lines.append(f"| {p['size']:,} | {name} | {heads} | {run['epochs']} | {minutes} |")
+    lines += ["", "## Commands", "", "What last trained each size (its `reproduce.json`):", ""]
+    for p in results["points"]:
+        if p.get("command"):
+            lines.append(f"- N = {p['size']:,}: `{' '.join(p['command'])}`")
     lines += ["", "## Teachers", ""]
     for p in results["points"]:
         if p["teacher"]:
