@@ -49,6 +49,27 @@ def test_a_folder_too_small_for_one_batch_is_one_line(imagenet_like, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
+def test_a_folder_teacher_without_a_subset_follows_the_rule_for_its_size(imagenet_like, tmp_path):
+    from deit.teacher_training import TeacherConfig, train_teacher
+
+    config = TeacherConfig(dataset="folder", data_dir=str(imagenet_like), img_size=16,
+                           widths=(8, 16, 16), threads=1, workers=1)  # fmt: skip
+    assert not train_teacher(config, tmp_path / "t", max_steps=1)["finished"]
+    saved = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert saved["train_size"] == 0  # 48 images: the subset rule, not CIFAR's batch of 1,024
+    assert (saved["batch_size"], saved["epochs"]) == (32, round(160_000 / 48))
+
+
+def test_a_curve_size_below_one_batch_stops_before_any_work(imagenet_like, tmp_path, capsys):
+    args = ["reproduce", "--preset", "smoke", "--train-sizes", "30,48", "--train-teacher", "--set",
+            "dataset=folder", "--data-dir", str(imagenet_like), "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 2
+    line = last_line(capsys.readouterr().err)
+    assert line.endswith("train size 30 makes no batch of 64: use larger sizes or a smaller "
+                         "--set batch_size=")  # fmt: skip
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_folder_needs_its_root():
     with pytest.raises(ConfigError, match="dataset=folder needs --data-dir ROOT"):
         from_preset("smoke", dataset="folder")

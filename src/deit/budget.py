@@ -9,8 +9,9 @@ same preset costs, and at full size a budget of the preset's epochs × N
 changes nothing. The stretch is idempotent: applied to an already budgeted
 config it changes nothing, so a resumed run settles to the same schedule.
 
-A teacher trained on a subset (``deit teacher --set train_size=N``) follows
-:func:`teacher_schedule`: the shipped recipe on the whole set; on N images,
+A teacher trained on a subset (``deit teacher --set train_size=N``), or on a
+whole image folder of N images, follows :func:`teacher_schedule`: the shipped
+recipe on the whole of CIFAR (or 50,000 images or more); on N images,
 a fixed 160,000 images seen in batches of about N/16, evaluated about eight
 times. At N ≤ 10,000 that is meant to take at most 15 minutes on a 2-core CPU
 (measured: results/teacher-pays/).

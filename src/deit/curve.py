@@ -64,8 +64,8 @@ def data_curve(
     """Train ``runs`` of ``preset`` at every size of ``train_sizes``; write the curve's tables.
 
     Every size and option is checked before any training (``ConfigError``:
-    a size above the training set or below its class count, epochs given with
-    ``budget_images``, an unknown run). Calling it again on ``out`` skips the
+    a size above the training set, below its class count or below one batch,
+    epochs given with ``budget_images``, an unknown run). Calling it again on ``out`` skips the
     finished runs. Returns the ``results.json`` content.
     """
     out, sizes, runs = Path(out), parse_sizes(train_sizes), parse_runs(runs)
@@ -79,6 +79,9 @@ def data_curve(
             check_size(size, full, classes)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if size < base.batch_size:  # else the first student would fail after its teacher
+            raise ConfigError(f"train size {size} makes no batch of {base.batch_size}: use larger "
+                              "sizes or a smaller --set batch_size=")  # fmt: skip
     budget = base.budget_images or base.epochs * full
     for number, size in enumerate(sizes, start=1):
         print(f"[curve] size {number}/{len(sizes)}: {size} images, budget {budget} images seen")

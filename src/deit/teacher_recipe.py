@@ -85,14 +85,16 @@ class TeacherConfig:
         return self.lr * self.batch_size / 1024
 
 
-def validate_teacher_config(config: TeacherConfig) -> TeacherConfig:
+def validate_teacher_config(config: TeacherConfig, images: int = 0) -> TeacherConfig:
     """Reject values no run can use, before any work is done; settle the automatic (0) fields.
 
     ``epochs``, ``batch_size`` and ``eval_every`` left at 0 take
-    :func:`deit.budget.teacher_schedule`'s values for ``train_size``, so a saved
-    config records what was run.
+    :func:`deit.budget.teacher_schedule`'s values for ``train_size``, or, without
+    one, for ``images``: the size of the whole training set when it is known to
+    differ from CIFAR's (a folder of 3,000 photos is a small set, not CIFAR's
+    50,000), so a saved config records what was run.
     """
-    auto = teacher_schedule(config.train_size, config.epochs)
+    auto = teacher_schedule(config.train_size or images, config.epochs)
     unset = {k: v for k, v in auto.items() if not getattr(config, k)}
     config = dataclasses.replace(config, **unset)
     if config.arch not in TEACHER_ARCHS:

@@ -86,7 +86,7 @@ def train_teacher(
     The teacher trains on ``config.device`` (``auto``: the GPU if there is one).
     """
     if not resume:
-        config = validate_teacher_config(config)
+        config = validate_teacher_config(config, images=_whole_folder(config))
     run, config = open_run(
         out, config, resume=resume, overwrite=overwrite, load_config=config_from_dict,
         free=FREE_ON_RESUME, command="deit teacher",
@@ -183,6 +183,17 @@ def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> di
         "load_average_at_end": list(os.getloadavg()),
     }
     return run.finish(summary, command, world)
+
+
+def _whole_folder(config: TeacherConfig) -> int:
+    """How many training images a folder teacher without ``train_size`` sees (0: not a folder).
+
+    Its schedule follows the subset rule for that many images; CIFAR's whole
+    set keeps the shipped recipe.
+    """
+    if config.dataset != "folder" or config.train_size or not config.data_dir:
+        return 0
+    return len(folder_selection(config)[1])
 
 
 def _load(config: TeacherConfig):
