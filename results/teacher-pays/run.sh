@@ -10,16 +10,28 @@
 #         trains one size, and the tables gather every size finished so far),
 #         c (run C at 5,000, beside A and E), external (E at 5,000 with the shipped teacher, which saw all
 #         50,000 images; SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE).
+# BUDGET (default 375000, the study's) sets the images each student sees; another budget
+# writes the curve to cifar10-bBUDGET, reusing the study's teachers (their rule ignores it).
 set -euo pipefail
-STEP=$1 DATA_DIR=${2:-../shared/data}
+STEP=$1 DATA_DIR=${2:-../shared/data} BUDGET=${BUDGET:-375000}
 HERE=results/teacher-pays
-RECIPE=(--set budget_images=375000 --set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2)
+RECIPE=(--set budget_images="$BUDGET" --set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2)
 COMMON=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" "${RECIPE[@]}")
+CURVE=$HERE/cifar10
+if [ "$BUDGET" != 375000 ]; then
+  CURVE=$HERE/cifar10-b$BUDGET
+  ALL=${SIZES:-1000,5000,10000,50000}
+  for n in ${ALL//,/ }; do
+    if [ -f "$HERE/cifar10/n$n/teacher/summary.json" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
+      mkdir -p "$CURVE/n$n" && cp -r "$HERE/cifar10/n$n/teacher" "$CURVE/n$n/teacher"
+    fi
+  done
+fi
 case "$STEP" in
   curve) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-1000,5000,10000,50000}" --runs AE \
-           --train-teacher --out "$HERE/cifar10" ;;
+           --train-teacher --out "$CURVE" ;;
   c) deit reproduce "${COMMON[@]}" --train-sizes 5000 --runs ACE --train-teacher \
-       --out "$HERE/cifar10" ;;  # A and E are done by then: skipped, kept in n5000's table
+       --out "$CURVE" ;;  # A and E are done by then: skipped, kept in n5000's table
   external) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs "${RUNS:-E}" \
               --out "$HERE/cifar10-external" ;;
   *) echo "unknown step $STEP" >&2; exit 2 ;;
