@@ -65,8 +65,8 @@ def data_curve(
 
     Every size and option is checked before any training (``ConfigError``:
     a size above the training set, below its class count or below one batch,
-    epochs given with ``budget_images``, an unknown run). Calling it again on ``out`` skips the
-    finished runs. Returns the ``results.json`` content.
+    epochs given with ``budget_images``, an unknown run). Calling it again on
+    ``out`` skips the finished runs. Returns the ``results.json`` content.
     """
     out, sizes, runs = Path(out), parse_sizes(train_sizes), parse_runs(runs)
     refuse_epochs_with_budget({}, list(overrides))
@@ -214,10 +214,10 @@ def curve_markdown(results: dict) -> str:
         f"# Where the teacher pays: preset `{results['preset']}` over training-set sizes",
         "",
         f"Gathered by `{' '.join(results['command'])}` — {results['date']}, "
-        f"{hw.get('cpu', '?')}, "
-        f"{hw.get('threads', '?')} threads. Every run sees {results['budget_images']:,} images "
-        f"(equal compute); {_drawn_from(results)}. Cells: mean ± half the range over seeds "
-        "(seeds in brackets); distilled runs by their avg head.",
+        f"{hw.get('cpu', '?')}, {hw.get('threads', '?')} threads. Every run sees "
+        f"{results['budget_images']:,} images (equal compute); {_drawn_from(results)}. "
+        "Cells: mean ± half the range over seeds (seeds in brackets); distilled runs by "
+        "their avg head.",
         "",
         "| N | per class | " + " | ".join(names) + " | teacher | E − A (per seed) |",
         "|---:|---:|" + "---:|" * len(names) + "---:|---:|",
