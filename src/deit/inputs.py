@@ -147,9 +147,11 @@ def cifar_splits(config) -> tuple[CIFAR, torch.Tensor]:
 def full_train_size(config) -> tuple[int, int]:
     """(images, classes) of the whole training set ``config`` draws its subsets from.
 
-    The training set after the ``validation`` split, before ``train_size``.
+    The training set after the ``validation`` split, before ``train_size``; a
+    student's or a teacher's config.
     """
-    whole = dataclasses.replace(config, train_size=0, subset_sha256="")
+    unnamed = {"subset_sha256": ""} if hasattr(config, "subset_sha256") else {}
+    whole = dataclasses.replace(config, train_size=0, **unnamed)
     if config.dataset == "folder":
         classes, train, _, _ = folder_selection(whole)
         return len(train), len(classes)

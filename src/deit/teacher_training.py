@@ -26,7 +26,7 @@ from deit.config import ConfigError
 from deit.data import BatchLoader
 from deit.decode_once import decode_all
 from deit.distributed import World, pick_device
-from deit.inputs import cifar_splits, folder_selection, train_set_record
+from deit.inputs import cifar_splits, folder_selection, full_train_size, train_set_record
 from deit.models.cnn import fastcnn_flops, param_count, teacher_spec
 from deit.models.teachers import evaluate_teacher
 from deit.rundir import RunDir, RunInterrupted, StopOnSignal, open_run
@@ -193,7 +193,7 @@ def _whole_folder(config: TeacherConfig) -> int:
     """
     if config.dataset != "folder" or config.train_size or not config.data_dir:
         return 0
-    return len(folder_selection(config)[1])
+    return full_train_size(config)[0]
 
 
 def _load(config: TeacherConfig):
