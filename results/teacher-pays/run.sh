@@ -17,18 +17,18 @@ STEP=$1 DATA_DIR=${2:-../shared/data} BUDGET=${BUDGET:-375000}
 HERE=results/teacher-pays
 RECIPE=(--set budget_images="$BUDGET" --set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2)
 COMMON=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" "${RECIPE[@]}")
+CURVE_SIZES=${SIZES:-1000,5000,10000,50000}
 CURVE=$HERE/cifar10
 if [ "$BUDGET" != 375000 ]; then
   CURVE=$HERE/cifar10-b$BUDGET
-  ALL=${SIZES:-1000,5000,10000,50000}
-  for n in ${ALL//,/ }; do
+  for n in ${CURVE_SIZES//,/ }; do
     if [ -f "$HERE/cifar10/n$n/teacher/summary.json" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
       mkdir -p "$CURVE/n$n" && cp -r "$HERE/cifar10/n$n/teacher" "$CURVE/n$n/teacher"
     fi
   done
 fi
 case "$STEP" in
-  curve) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-1000,5000,10000,50000}" --runs AE \
+  curve) deit reproduce "${COMMON[@]}" --train-sizes "$CURVE_SIZES" --runs AE \
            --train-teacher --out "$CURVE" ;;
   c) deit reproduce "${COMMON[@]}" --train-sizes 5000 --runs ACE --train-teacher \
        --out "$CURVE" ;;  # A and E are done by then: skipped, kept in n5000's table
