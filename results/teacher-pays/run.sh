@@ -8,8 +8,9 @@
 # Usage (from the repository root): bash results/teacher-pays/run.sh STEP [DATA_DIR]
 #   STEP: curve (A and E at 1,000 to 50,000, each subset with its own teacher; SIZES=1000
 #         trains one size, and the tables gather every size finished so far),
-#         c (run C at 5,000, beside A and E), external (E at 5,000 with the shipped teacher, which saw all
-#         50,000 images; SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE).
+#         c (run C at 5,000, beside A and E; SIZES picks others),
+#         external (E at 5,000 with the shipped teacher, which saw all 50,000 images;
+#         SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE).
 # BUDGET (default 375000, the study's) sets the images each student sees; another budget
 # writes the curve to cifar10-bBUDGET, reusing the study's teachers (their rule ignores it).
 set -euo pipefail
@@ -30,8 +31,8 @@ fi
 case "$STEP" in
   curve) deit reproduce "${COMMON[@]}" --train-sizes "$CURVE_SIZES" --runs AE \
            --train-teacher --out "$CURVE" ;;
-  c) deit reproduce "${COMMON[@]}" --train-sizes 5000 --runs ACE --train-teacher \
-       --out "$CURVE" ;;  # A and E are done by then: skipped, kept in n5000's table
+  c) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs ACE --train-teacher \
+       --out "$CURVE" ;;  # A and E are done by then: skipped, kept in the size's table
   external) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs "${RUNS:-E}" \
               --out "$HERE/cifar10-external" ;;
   *) echo "unknown step $STEP" >&2; exit 2 ;;

@@ -3,7 +3,8 @@
 A run is fully described by a :class:`TrainConfig`; it is written to the run
 directory as ``config.json`` so any run can be repeated from that file.
 Presets are named starting points; ``--set key=value`` changes single fields
-with the field's own type, and unknown keys fail before any work starts.
+with the field's own type (parsed in :mod:`deit.overrides`), and unknown keys fail
+before any work starts; :func:`validate` rejects what no run can use.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from deit.models import parse_model_name
+from deit.overrides import ConfigError, parse_overrides
 
 C = TypeVar("C")
-
-
-class ConfigError(ValueError):
-    """A configuration the run cannot start with; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -196,47 +194,6 @@ def stretched(preset: dict[str, Any], factor: int) -> dict[str, Any]:
 # The cpu-proxy recipe three times as long (40-101 minutes per student on 2 cores, measured): does
 # distillation's advantage grow with training length? See results/cpu-long/.
 PRESETS["cpu-long"] = stretched(PRESETS["cpu-proxy"], 3)
-
-
-def _coerce(name: str, kind: Any, text: str) -> Any:
-    """Parse ``text`` as the type of field ``name`` (a comma list for tuples; "" is empty)."""
-    kind = str(kind)
-    if kind.startswith("tuple"):
-        if not text.strip():
-            return ()
-        return tuple(_coerce(name, kind[6:].split(",")[0], v) for v in text.split(","))
-    if "bool" in kind:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name}: expected true or false, got {text!r}")
-    if text.lower() == "none" and "None" in kind:
-        return None
-    for caster in (int, float):
-        if caster.__name__ in kind:
-            try:
-                return caster(text)
-            except ValueError:
-                raise ConfigError(f"{name}: expected {caster.__name__}, got {text!r}") from None
-    return text
-
-
-def parse_overrides(config_type: type, overrides: list[str]) -> dict[str, Any]:
-    """``key=value`` strings as a dict of typed field values of the config dataclass type.
-
-    Unknown keys and values of the wrong type raise :class:`ConfigError` naming them.
-    """
-    types = {f.name: f.type for f in fields(config_type)}
-    changes = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        if key not in types:
-            raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(types))}")
-        changes[key] = _coerce(key, types[key], value)
-    return changes
 
 
 def apply_overrides(config: C, overrides: list[str]) -> C:

@@ -11,8 +11,8 @@ What this room holds today:
   partial or corrupt download is deleted, never used, and the next try
   starts from scratch. Offline (or ``download=False``), one line gives the
   URL to fetch by hand and the path to put it at.
-- :func:`official_model`: the model, preprocessing and ImageNet class names of
-  an official checkpoint, for :func:`deit.load`.
+- :data:`CROP_PCT` and :func:`imagenet_classes`: what :func:`deit.load` needs
+  beside the weights to classify with an official checkpoint.
 """
 
 from __future__ import annotations
@@ -24,15 +24,10 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from deit.checkpoint import CheckpointError
-from deit.data.augment import dataset_stats
-from deit.models.deit import VisionTransformer
-from deit.models.state_dicts import load_weights
-from deit.pretrained import pretrained_state
 
 _BASE = "https://dl.fbaipublicfiles.com/deit/"
 OFFICIAL = {
@@ -144,36 +139,3 @@ def imagenet_classes() -> tuple[str, ...]:
     """ImageNet-1k's class names in logit order: WordNet lemmas, e.g. "tench, Tinca tinca"."""
     lines = IMAGENET_CLASSES.read_text(encoding="utf-8").splitlines()
     return tuple(line.split("\t", 1)[1] for line in lines)
-
-
-def official_model(path: Path, payload: Any):
-    """The model (eval mode), :class:`~deit.inference.Preprocess` and class names of an
-    official DeiT checkpoint already loaded from ``path`` (``deit.load``'s other half).
-
-    The architecture is read from the tensor shapes; the preprocessing is
-    DeiT's (short side to size / crop, bicubic, central crop; ImageNet's
-    mean and std). Raises a one-line :class:`CheckpointError` for a file that
-    is not a DeiT student.
-    """
-    from deit.inference import Preprocess
-
-    try:
-        state, arch = pretrained_state(payload, path)
-    except CheckpointError as err:
-        reason = str(err).removeprefix(f"{path} ").removeprefix("is not a DeiT checkpoint ")
-        raise CheckpointError(
-            f"{path} is not a DeiT student (neither a deit train/finetune checkpoint nor official "
-            f"DeiT weights): {reason.strip('()')}"
-        ) from None
-    model = VisionTransformer(
-        img_size=arch["img_size"], patch_size=arch["patch_size"], embed_dim=arch["embed_dim"],
-        depth=arch["depth"], num_heads=arch["num_heads"], distilled=arch["distilled"],
-        num_classes=arch["num_classes"],
-    )  # fmt: skip
-    load_weights(model, state, str(path))
-    size = arch["img_size"]
-    mean, std = dataset_stats("imagenet")
-    preprocess = Preprocess("eval", size, CROP_PCT.get(size, 0.875), mean, std, size)
-    n = arch["num_classes"]
-    classes = imagenet_classes() if n == 1000 else tuple(str(i) for i in range(n))
-    return model.eval(), preprocess, classes

@@ -33,13 +33,15 @@ from deit import hub
 from deit.checkpoint import CheckpointError, load_checkpoint
 from deit.config import ConfigError, TrainConfig
 from deit.data import IMAGE_EXTENSIONS, DataError, load_cifar, open_rgb
-from deit.data.augment import normalize, resize
+from deit.data.augment import dataset_stats, normalize, resize
 from deit.data.stream import StreamLoader
 from deit.data.transforms import eval_crop, plain_resize, to_tensor
 from deit.evaluation import rebuild_student
 from deit.inputs import normalization
 from deit.models.deit import HEADS, VisionTransformer
+from deit.models.state_dicts import load_weights
 from deit.models.teacher_files import SHIPPED_TEACHERS
+from deit.pretrained import pretrained_state
 
 CIFAR_SIZE = 32
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -134,6 +136,37 @@ def _student_classes(
     return names if len(names) == num_classes else tuple(str(i) for i in range(num_classes))
 
 
+def _official_student(path: Path, payload: Any):
+    """The model (eval mode), :class:`Preprocess` and class names of an official DeiT
+    checkpoint already loaded from ``path`` (:func:`load`'s other half).
+
+    The architecture is read from the tensor shapes; the preprocessing is
+    DeiT's (short side to size / crop, bicubic, central crop; ImageNet's
+    mean and std). Raises a one-line :class:`CheckpointError` for a file that
+    is not a DeiT student.
+    """
+    try:
+        state, arch = pretrained_state(payload, path)
+    except CheckpointError as err:
+        reason = str(err).removeprefix(f"{path} ").removeprefix("is not a DeiT checkpoint ")
+        raise CheckpointError(
+            f"{path} is not a DeiT student (neither a deit train/finetune checkpoint nor official "
+            f"DeiT weights): {reason.strip('()')}"
+        ) from None
+    model = VisionTransformer(
+        img_size=arch["img_size"], patch_size=arch["patch_size"], embed_dim=arch["embed_dim"],
+        depth=arch["depth"], num_heads=arch["num_heads"], distilled=arch["distilled"],
+        num_classes=arch["num_classes"],
+    )  # fmt: skip
+    load_weights(model, state, str(path))
+    size = arch["img_size"]
+    mean, std = dataset_stats("imagenet")
+    preprocess = Preprocess("eval", size, hub.CROP_PCT.get(size, 0.875), mean, std, size)
+    n = arch["num_classes"]
+    classes = hub.imagenet_classes() if n == 1000 else tuple(str(i) for i in range(n))
+    return model.eval(), preprocess, classes
+
+
 def _resolve(checkpoint: str | os.PathLike[str], download: bool) -> Path:
     """The checkpoint file that ``checkpoint`` (file, run directory or official name) means."""
     path = Path(checkpoint).expanduser()
@@ -177,7 +210,7 @@ def load(
         preprocess = _student_preprocess(config)
         classes = _student_classes(config, model.num_classes, payload.get("classes"))
     else:
-        model, preprocess, classes = hub.official_model(path, payload)
+        model, preprocess, classes = _official_student(path, payload)
     if head is not None:
         if head not in HEADS:
             raise ConfigError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from deit import hub
 from deit.checkpoint import CheckpointError, load_checkpoint
 from deit.models import parse_model_name
 from deit.models.deit import VisionTransformer
@@ -41,8 +42,6 @@ def read_pretrained(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     :mod:`deit.hub`) that is not a file here is fetched into the cache. Raises
     ``CheckpointError`` for anything that is not a DeiT.
     """
-    from deit import hub  # hub reads official files through this module
-
     if hub.is_official(str(path)) and not Path(path).exists():
         path = hub.fetch(str(path))
     return pretrained_state(load_checkpoint(path), path)

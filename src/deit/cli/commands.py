@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import deit
-from deit.config import ConfigError, TrainConfig, build_config, parse_overrides
+from deit.config import ConfigError, TrainConfig, build_config
 from deit.distributed import is_main_process
+from deit.overrides import parse_overrides
 
 EXIT_BAD_FILES = 2  # deit data --check found files that do not decode
 
