@@ -19,11 +19,11 @@ import torch
 import torch.nn as nn
 
 from deit.checkpoint import CheckpointError, load_checkpoint
-from deit.config import ConfigError
 from deit.models.cnn import TEACHER_ARCHS, model_from_spec, teacher_spec
 from deit.models.state_dicts import head_classes, load_weights
 from deit.models.teachers import Teacher
 from deit.models.timm_teacher import is_timm_arch, load_timm_teacher
+from deit.overrides import ConfigError
 
 __all__ = [
     "MAX_EXPORT_BYTES",

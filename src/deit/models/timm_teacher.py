@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 
 from deit.checkpoint import CheckpointError, load_checkpoint
-from deit.config import ConfigError
 from deit.models.state_dicts import load_weights, strip_prefix
+from deit.overrides import ConfigError
 
 PREFIX = "timm:"
 SETTINGS = ("mean", "std", "img_size", "classes")
