@@ -254,7 +254,8 @@ def markdown(report: dict) -> str:
         f"Load average at the start {report['load_before']}, at the end {report['load_after']}.",
         "", f"`{report['command']}`", "",
         f"{report['files_per_epoch']} files per epoch ({report['repeat']} × the train split of "
-        f"{report['root']}), batch {report['batch']}, {report['rounds']} rounds after a warm-up; "
+        f"{report['root']}, {report.get('mean_file_kb', 0):.0f} KB per file on average), "
+        f"batch {report['batch']}, {report['rounds']} rounds after a warm-up; "
         "img/s into the training process, median of the rounds [min–max].", "",
         "| variant | " + " | ".join(f"N={n}" for n in workers) + " |",
         "|---|" + "---:|" * len(workers),
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--root", default="/work/gen/inet-bench", help="ROOT/train/<class>/...")
+    parser.add_argument("--root", required=True, help="ROOT/train/<class>/...")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="N to compare")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--repeat", type=int, default=3, help="file list repeats per epoch")
@@ -347,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         command=" ".join(["python benchmarks/loader_speed.py", *(argv or sys.argv[1:])]),
         load_before=load_before, load_after=" ".join(f"{x:.2f}" for x in os.getloadavg()),
         root=str(folder.root), files_per_epoch=len(samples), repeat=args.repeat,
+        mean_file_kb=statistics.mean(os.path.getsize(path) for path, _ in folder.train) / 1e3,
         batch=args.batch, size=args.size, rounds=args.rounds, workers=args.workers,
         timm="not installed" if timm_missing else None, ratios=ratios, results=rows,
         profile_ms_per_image=stages,

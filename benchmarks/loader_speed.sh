@@ -10,21 +10,27 @@
 #   bash benchmarks/loader_speed.sh [DATA_DIR] [ROOT] [extra loader_speed.py arguments]
 # DATA_DIR holds cifar-10-batches-bin (default ../shared/data); ROOT is the ImageNet-like
 # folder, made there if missing (default /tmp/deit-inet-bench: 10 classes, 100 train and 20
-# val JPEGs each, ~500x375). PYTHON picks the interpreter: for the timm rows, one whose
+# val JPEGs each, ~500x375). GRAIN (default 0) adds that much grain to every image, for files
+# as large as photos (20: about 110 KB, ImageNet's average; the plain ones are ~26 KB): the
+# folder is then /tmp/deit-inet-bench-grainGRAIN and the report's names end in -grainGRAIN.
+# PYTHON picks the interpreter: for the timm rows, one whose
 # environment has timm and torchvision besides `pip install -e .` of this checkout.
 # Takes about 3 minutes on a 2-core CPU without timm, 5-6 with it.
 set -euo pipefail
 DATA_DIR=${1:-../shared/data}
-ROOT=${2:-/tmp/deit-inet-bench}
+GRAIN=${GRAIN:-0}
+SUFFIX=""
+[ "$GRAIN" = 0 ] || SUFFIX="-grain$GRAIN"
+ROOT=${2:-/tmp/deit-inet-bench$SUFFIX}
 shift $(($# < 2 ? $# : 2))
 PYTHON=${PYTHON:-python}
 OUT=benchmarks/loader
 mkdir -p "$OUT"
 [ -d "$ROOT/train" ] || "$PYTHON" -m deit.data.export imagenet-like --data-dir "$DATA_DIR" \
-    --out "$ROOT" --train-per-class 100 --val-per-class 20 --classes 10
+    --out "$ROOT" --train-per-class 100 --val-per-class 20 --classes 10 --grain "$GRAIN"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (a quiet machine reads < 0.3)"
 kind=$("$PYTHON" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-name=$OUT/$kind-$(date -u +%Y-%m-%d)
+name=$OUT/$kind-$(date -u +%Y-%m-%d)$SUFFIX
 "$PYTHON" benchmarks/loader_speed.py --root "$ROOT" --json "$name.json" --markdown "$name.md" "$@"
 cat "$name.md"
 echo "written: $name.json $name.md"

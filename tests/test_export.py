@@ -122,6 +122,18 @@ def test_imagenet_like_is_deterministic_and_bad_only_adds(cifar10, like, tmp_pat
         Image.open(tmp_path / "bad" / max(extra))
 
 
+def test_grain_keeps_every_image_and_makes_its_jpeg_larger(cifar10, like, tmp_path):
+    """Grain changes only the detail: the same files, the same sizes, far larger JPEGs."""
+    grainy = make_imagenet_like(cifar10, tmp_path / "grain", **SMALL, grain=12)
+    plain, rough = all_files(like), all_files(grainy)
+    assert plain.keys() == rough.keys()
+    jpegs = [name for name in plain if name.endswith(".JPEG") and "/." not in name]
+    for name in jpegs[:6]:
+        with Image.open(like / name) as a, Image.open(grainy / name) as b:
+            assert a.size == b.size and a.mode == b.mode
+    assert sum(len(rough[n]) for n in jpegs) > 2 * sum(len(plain[n]) for n in jpegs)
+
+
 def test_cli_refuses_a_nonempty_out_in_one_line(cifar_dir, tmp_path):
     (tmp_path / "old.txt").write_text("x")
     command = [sys.executable, "-m", "deit.data.export", "cifar", "--data-dir", str(cifar_dir)]

@@ -104,13 +104,19 @@ def export_cifar(
         for name in set(names):
             (root / split / name).mkdir(parents=True, exist_ok=True)
         for i, (name, image) in enumerate(zip(names, pixels, strict=True)):
-            items.append((f"{root}/{split}/{name}/{i:05d}", "exact", i, image, None, None))
+            items.append((f"{root}/{split}/{name}/{i:05d}", "exact", i, image, None, None, 0))
     _run([items[i : i + 500] for i in range(0, len(items), 500)], workers, f"{data.name} → PNG")
     return root
 
 
-def _render(main: np.ndarray, partner: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """A photo-sized RGB image from a 32×32×3 CIFAR image and a second one of its class."""
+def _render(
+    main: np.ndarray, partner: np.ndarray, rng: np.random.Generator, grain: int = 0
+) -> Image.Image:
+    """A photo-sized RGB image from a 32×32×3 CIFAR image and a second one of its class.
+
+    ``grain`` > 0 adds Gaussian grain of that many levels to every pixel, last (so the
+    image is otherwise the same): fine detail that makes the JPEG as large as a photo's.
+    """
     if rng.random() < 0.4:  # ImageNet's most common size, landscape or portrait
         width, height = (500, 375) if rng.random() < 0.8 else (375, 500)
     else:  # long side 400–640, aspect 1:1 to 16:9, one in five portrait
@@ -139,20 +145,23 @@ def _render(main: np.ndarray, partner: np.ndarray, rng: np.random.Generator) -> 
     if rng.random() < 0.5:  # sensor-like noise
         noisy = np.asarray(image, np.float32) + rng.normal(0, rng.uniform(2, 6), (height, width, 3))
         image = Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8))
+    if grain:
+        grainy = np.asarray(image, np.float32) + rng.normal(0, grain, (height, width, 3))
+        image = Image.fromarray(np.clip(np.round(grainy), 0, 255).astype(np.uint8))
     return image
 
 
 def _write(job: list) -> int:
-    """Write each (path stem, kind, index, main, partner, seed) of ``job``: the CIFAR image
-    ``main`` as PNG ("exact"), else a `_render` of it saved as ``kind``."""
-    for stem, kind, index, main, partner, seed in job:
+    """Write each (path stem, kind, index, main, partner, seed, grain) of ``job``: the CIFAR
+    image ``main`` as PNG ("exact"), else a `_render` of it saved as ``kind``."""
+    for stem, kind, index, main, partner, seed, grain in job:
         if kind == "exact":
             Image.fromarray(main).save(stem + ".png")
             continue
         if kind == "not_an_image":
             Path(stem + ".jpg").write_text("Not an image: a text file named .jpg.\n")
             continue
-        image = _render(main, partner, np.random.default_rng(seed))
+        image = _render(main, partner, np.random.default_rng(seed), grain)
         if kind == "truncated":  # the first 60 % of a JPEG's bytes
             encoded = io.BytesIO()
             image.save(encoded, "JPEG", quality=90)
@@ -177,6 +186,7 @@ def make_imagenet_like(
     seed: int = 0,
     classes: int = 10,
     bad: bool = False,
+    grain: int = 0,
     workers: int = 0,
     overwrite: bool = False,
 ) -> Path:
@@ -189,7 +199,10 @@ def make_imagenet_like(
     (as many as fit), so every split holds exactly the requested count per class; ``bad`` adds
     ``<synset>_truncated.JPEG`` and ``<synset>_not_an_image.jpg`` on top. Also written:
     ``classes.txt`` (synset → CIFAR name), ``train/README.txt`` and a hidden ``._*.JPEG``.
-    The same arguments give byte-identical files, with any ``workers`` (as in `export_cifar`).
+    The images are smooth upscaled CIFAR (about 26 KB per JPEG, where ImageNet's average about
+    110 KB): ``grain`` > 0 adds that much Gaussian grain to every image, so files and their
+    decoding cost come nearer a photo's (20: about 110 KB). The same arguments give
+    byte-identical files, with any ``workers`` (as in `export_cifar`).
     """
     if not 1 <= classes <= data.num_classes:
         raise ExportError(f"classes {classes} is not in 1..{data.num_classes} ({data.name})")
@@ -206,7 +219,7 @@ def make_imagenet_like(
             for i, pair in enumerate(zip(pixels[picks], pixels[partners], strict=True)):
                 val = f"ILSVRC2012_val_{label * count + i + 1:08d}"
                 stem = f"{root}/{split}/{synset}/{val if split_index else f'{synset}_{i}'}"
-                items.append([stem, "regular", i, *pair, (seed, split_index, label, i)])
+                items.append([stem, "regular", i, *pair, (seed, split_index, label, i), grain])
     for k, kind in enumerate(SPECIALS):  # spread: class k % classes, from the last train image
         label, i = k % classes, train_per_class - 1 - k // classes
         if i >= 0:
@@ -214,7 +227,8 @@ def make_imagenet_like(
     for k, kind in enumerate(("truncated", "not_an_image") if bad else ()):
         label = k % classes
         stem = f"{root}/train/{ids[label]}/{ids[label]}_{kind}"
-        items.append([stem, kind, 0, *items[label * train_per_class][3:5], (seed, 2, label, k)])
+        source = items[label * train_per_class][3:5]
+        items.append([stem, kind, 0, *source, (seed, 2, label, k), grain])
     root = _prepare(root, overwrite)
     for split in sources:
         for synset in ids:
@@ -271,6 +285,13 @@ def _parser() -> argparse.ArgumentParser:
         (like, "--val-per-class", 2, "val images per class (from CIFAR's test split)"),
         (like, "--classes", 10, "the first K CIFAR classes"),
         (like, "--seed", 0, "the same seed gives the same bytes"),
+        (
+            like,
+            "--grain",
+            0,
+            "Gaussian grain on every image, for photo-sized files "
+            "(20: about 110 KB, ImageNet's average; 0: none)",
+        ),
     ]:
         command.add_argument(
             flag, type=_count, default=default, metavar="N", help=f"{help} (default {default})"
