@@ -10,10 +10,10 @@
 #   bash benchmarks/loader_speed.sh [DATA_DIR] [ROOT] [extra loader_speed.py arguments]
 # DATA_DIR holds cifar-10-batches-bin (default ../shared/data); ROOT is the ImageNet-like
 # folder, made there if missing (default /tmp/deit-inet-bench: 10 classes, 100 train and 20
-# val JPEGs each, ~500x375). GRAIN (default 0) adds that much grain to every image, for files
-# as large as photos (20: about 110 KB, ImageNet's average; the plain ones are ~26 KB): the
-# folder is then /tmp/deit-inet-bench-grainGRAIN and the report's names end in -grainGRAIN.
-# PYTHON picks the interpreter: for the timm rows, one whose
+# val JPEGs each, ~500x375). GRAIN (default 0) adds that much grain to every image, for
+# files as large as photos (20: about 100 KB, near ImageNet's 110 KB average; the plain
+# ones are ~26 KB): the folder is then /tmp/deit-inet-bench-grainGRAIN and the report's
+# names end in -grainGRAIN. PYTHON picks the interpreter: for the timm rows, one whose
 # environment has timm and torchvision besides `pip install -e .` of this checkout.
 # Takes about 3 minutes on a 2-core CPU without timm, 5-6 with it.
 set -euo pipefail

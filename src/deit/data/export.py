@@ -199,9 +199,9 @@ def make_imagenet_like(
     (as many as fit), so every split holds exactly the requested count per class; ``bad`` adds
     ``<synset>_truncated.JPEG`` and ``<synset>_not_an_image.jpg`` on top. Also written:
     ``classes.txt`` (synset → CIFAR name), ``train/README.txt`` and a hidden ``._*.JPEG``.
-    The images are smooth upscaled CIFAR (about 26 KB per JPEG, where ImageNet's average about
-    110 KB): ``grain`` > 0 adds that much Gaussian grain to every image, so files and their
-    decoding cost come nearer a photo's (20: about 110 KB). The same arguments give
+    The images are smooth upscaled CIFAR (about 26 KB per JPEG, where ImageNet's average is
+    about 110 KB): ``grain`` > 0 adds that much Gaussian grain to every image, so files and
+    their decoding cost come nearer a photo's (20: about 100 KB). The same arguments give
     byte-identical files, with any ``workers`` (as in `export_cifar`).
     """
     if not 1 <= classes <= data.num_classes:
@@ -285,13 +285,7 @@ def _parser() -> argparse.ArgumentParser:
         (like, "--val-per-class", 2, "val images per class (from CIFAR's test split)"),
         (like, "--classes", 10, "the first K CIFAR classes"),
         (like, "--seed", 0, "the same seed gives the same bytes"),
-        (
-            like,
-            "--grain",
-            0,
-            "Gaussian grain on every image, for photo-sized files "
-            "(20: about 110 KB, ImageNet's average; 0: none)",
-        ),
+        (like, "--grain", 0, "grain on every image, for photo-sized files (20: ~100 KB)"),
     ]:
         command.add_argument(
             flag, type=_count, default=default, metavar="N", help=f"{help} (default {default})"
