@@ -10,7 +10,9 @@
 #         trains one size, and the tables gather every size finished so far),
 #         c (run C at 5,000, beside A and E; SIZES picks others),
 #         external (E at 5,000 with the shipped teacher, which saw all 50,000 images;
-#         SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE).
+#         SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE),
+#         plain (A at 10,000 with the cpu-proxy's own recipe, crop + flip, no mixing: is
+#         the distilled student the best row overall? SIZES picks others).
 # BUDGET (default 375000, the study's) sets the images each student sees; another budget
 # writes the curve to cifar10-bBUDGET, reusing the study's teachers (their rule ignores it).
 set -euo pipefail
@@ -22,7 +24,7 @@ CURVE_SIZES=${SIZES:-1000,5000,10000,50000}
 CURVE=$HERE/cifar10
 if [ "$BUDGET" != 375000 ]; then
   CURVE=$HERE/cifar10-b$BUDGET
-  for n in ${CURVE_SIZES//,/ }; do
+  [ "$STEP" = plain ] || for n in ${CURVE_SIZES//,/ }; do  # plain needs no teacher
     if [ -f "$HERE/cifar10/n$n/teacher/summary.json" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
       mkdir -p "$CURVE/n$n" && cp -r "$HERE/cifar10/n$n/teacher" "$CURVE/n$n/teacher"
     fi
@@ -35,5 +37,8 @@ case "$STEP" in
        --out "$CURVE" ;;  # A and E are done by then: skipped, kept in the size's table
   external) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs "${RUNS:-E}" \
               --out "$HERE/cifar10-external" ;;
+  plain) deit reproduce --preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" \
+           --set budget_images="$BUDGET" --train-sizes "${SIZES:-10000}" --runs A \
+           --out "$HERE/cifar10-plain-b$BUDGET" ;;
   *) echo "unknown step $STEP" >&2; exit 2 ;;
 esac
