@@ -20,11 +20,15 @@ STEP=$1 DATA_DIR=${2:-../shared/data} BUDGET=${BUDGET:-375000}
 HERE=results/teacher-pays
 RECIPE=(--set budget_images="$BUDGET" --set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2)
 COMMON=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" "${RECIPE[@]}")
-CURVE_SIZES=${SIZES:-1000,5000,10000,50000}
+case "$STEP" in  # the sizes this step trains at, and so whose teachers it needs
+  c) CURVE_SIZES=${SIZES:-5000} ;;
+  plain) CURVE_SIZES="" ;;  # A only: no teacher
+  *) CURVE_SIZES=${SIZES:-1000,5000,10000,50000} ;;
+esac
 CURVE=$HERE/cifar10
 if [ "$BUDGET" != 375000 ]; then
   CURVE=$HERE/cifar10-b$BUDGET
-  [ "$STEP" = plain ] || for n in ${CURVE_SIZES//,/ }; do  # plain needs no teacher
+  for n in ${CURVE_SIZES//,/ }; do
     if [ -f "$HERE/cifar10/n$n/teacher/summary.json" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
       mkdir -p "$CURVE/n$n" && cp -r "$HERE/cifar10/n$n/teacher" "$CURVE/n$n/teacher"
     fi
@@ -33,7 +37,7 @@ fi
 case "$STEP" in
   curve) deit reproduce "${COMMON[@]}" --train-sizes "$CURVE_SIZES" --runs AE \
            --train-teacher --out "$CURVE" ;;
-  c) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs ACE --train-teacher \
+  c) deit reproduce "${COMMON[@]}" --train-sizes "$CURVE_SIZES" --runs ACE --train-teacher \
        --out "$CURVE" ;;  # A and E are done by then: skipped, kept in the size's table
   external) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs "${RUNS:-E}" \
               --out "$HERE/cifar10-external" ;;
