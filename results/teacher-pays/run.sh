@@ -14,7 +14,8 @@
 #         plain (A at 10,000 with the cpu-proxy's own recipe, crop + flip, no mixing: is
 #         the distilled student the best row overall? SIZES picks others).
 # BUDGET (default 375000, the study's) sets the images each student sees; another budget
-# writes the curve to cifar10-bBUDGET, reusing the study's teachers (their rule ignores it).
+# writes the curve to cifar10-bBUDGET (external: cifar10-external-bBUDGET), reusing the
+# study's teachers (their rule ignores it).
 set -euo pipefail
 STEP=$1 DATA_DIR=${2:-../shared/data} BUDGET=${BUDGET:-375000}
 HERE=results/teacher-pays
@@ -25,9 +26,9 @@ case "$STEP" in  # the sizes this step trains at, and so whose teachers it needs
   plain) CURVE_SIZES="" ;;  # A only: no teacher
   *) CURVE_SIZES=${SIZES:-1000,5000,10000,50000} ;;
 esac
-CURVE=$HERE/cifar10
+CURVE=$HERE/cifar10 EXTERNAL=$HERE/cifar10-external
 if [ "$BUDGET" != 375000 ]; then
-  CURVE=$HERE/cifar10-b$BUDGET
+  CURVE=$HERE/cifar10-b$BUDGET EXTERNAL=$HERE/cifar10-external-b$BUDGET
   for n in ${CURVE_SIZES//,/ }; do
     if [ -f "$HERE/cifar10/n$n/teacher/summary.json" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
       mkdir -p "$CURVE/n$n" && cp -r "$HERE/cifar10/n$n/teacher" "$CURVE/n$n/teacher"
@@ -40,7 +41,7 @@ case "$STEP" in
   c) deit reproduce "${COMMON[@]}" --train-sizes "$CURVE_SIZES" --runs ACE --train-teacher \
        --out "$CURVE" ;;  # A and E are done by then: skipped, kept in the size's table
   external) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs "${RUNS:-E}" \
-              --out "$HERE/cifar10-external" ;;
+              --out "$EXTERNAL" ;;
   plain) deit reproduce --preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" \
            --set budget_images="$BUDGET" --train-sizes "${SIZES:-10000}" --runs A \
            --out "$HERE/cifar10-plain-b$BUDGET" ;;
