@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from deit.data import decode
+from deit.data import decode, resize
 from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
-from deit.data.resize import pack_crops, resize_crops, resize_uint8
+from deit.data.resize import SharedRing, pack_crops, resize_crops, resize_uint8
 from deit.data.transforms import cut, eval_image, train_crop, train_image
 
 WIDTH, HEIGHT = 203, 117  # odd sizes: a reduced decode rounds up
@@ -199,6 +199,32 @@ def test_crops_packed_and_resized_as_a_batch_match_one_by_one():
     for got, crop in zip(batch, crops, strict=True):
         one = resize_uint8(crop, 32, 32)
         assert (got.float() - one.float()).abs().mean() < 0.5
+
+
+def test_a_shared_ring_reuses_its_slots_in_turn_in_a_worker_and_grows_a_slot_when_needed(
+    monkeypatch,
+):
+    ring = SharedRing(3)
+    outside = ring(100), ring(100)  # not in a worker: private, fresh buffers, none kept
+    assert outside[0].data_ptr() != outside[1].data_ptr() and not outside[0].is_shared()
+    monkeypatch.setattr(resize, "get_worker_info", lambda: object())  # as in a DataLoader worker
+    first = [ring(100) for _ in range(3)]
+    assert all(b.is_shared() and b.numel() == 100 for b in first)
+    assert len({b.data_ptr() for b in first}) == 3
+    again = ring(90)  # slot 0 again: the same memory, a shorter view
+    assert again.data_ptr() == first[0].data_ptr() and again.numel() == 90
+    assert ring(112).data_ptr() == first[1].data_ptr()  # within the eighth to spare
+    grown = ring(1000)  # slot 2 too small: a new buffer, kept for next time
+    assert grown.numel() == 1000 and grown.data_ptr() != first[2].data_ptr()
+    ring(1), ring(1)
+    assert ring(1000).data_ptr() == grown.data_ptr()
+    crops = [np.full((4, 5, 3), 7, np.uint8), np.full((2, 3, 3), 9, np.uint8)]
+    flat, shapes = pack_crops(crops, ring)
+    assert flat.is_shared() and flat.numel() == 78
+    assert flat[:60].eq(7).all() and flat[60:].eq(9).all()
+    assert shapes.tolist() == [[4, 5], [2, 3]]
+    with pytest.raises(ValueError, match="2 slots"):
+        SharedRing(1)
 
 
 def test_a_box_is_cut_at_the_decoded_scale_in_whole_pixels():

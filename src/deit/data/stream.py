@@ -19,11 +19,14 @@ there instead (``resize_on_device``): the workers only decode and crop, and
 a batch crosses as one buffer of uint8 crops of mixed sizes
 (:func:`deit.data.resize.pack_crops`) that the device resizes
 (:func:`deit.data.resize.resize_crops`). A batch is assembled in shared
-memory in the worker, so it reaches the training process without a copy.
+memory in the worker, so it reaches the training process without a copy;
+the crops' buffers are reused from batch to batch
+(:class:`~deit.data.resize.SharedRing`), as they never leave this loader.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -36,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deit.data.layout import DataError
 from deit.data.loader import check_batching, epoch_order, shard_size
-from deit.data.resize import pack_crops, resize_crops, shared_uint8
+from deit.data.resize import SharedRing, pack_crops, resize_crops, shared_uint8
 from deit.data.transforms import (
     RATIO,
     SCALE,
@@ -117,13 +120,16 @@ class ImageStream(Dataset):
         return image, int(self.labels[index]), None
 
 
-def collate(items: list) -> tuple[object, torch.Tensor, list[tuple[str, str]]]:
+def collate(
+    items: list, ring: SharedRing | None = None
+) -> tuple[object, torch.Tensor, list[tuple[str, str]]]:
     """Stack the decoded items of a batch; list the failures ``(path, message)`` apart.
 
     Images (uint8 3×S×S tensors) are stacked into a B×3×S×S tensor, crops
     (uint8 h×w×3 arrays) packed into ``(flat buffer, shapes)`` by
-    :func:`~deit.data.resize.pack_crops`; in a worker either goes straight
-    into shared memory. None when the batch has no good item.
+    :func:`~deit.data.resize.pack_crops`, into ``ring``'s next buffer when
+    given; in a worker either goes straight into shared memory. None when
+    the batch has no good item.
     """
     good = [(image, label) for image, label, failure in items if failure is None]
     failures = [failure for _, _, failure in items if failure is not None]
@@ -131,7 +137,7 @@ def collate(items: list) -> tuple[object, torch.Tensor, list[tuple[str, str]]]:
     if not good:
         return None, labels, failures
     if isinstance(good[0][0], np.ndarray):
-        return pack_crops([image for image, _ in good]), labels, failures
+        return pack_crops([image for image, _ in good], ring or shared_uint8), labels, failures
     first = good[0][0]
     out = shared_uint8(len(good) * first.numel()).view(len(good), *first.shape)
     return torch.stack([image for image, _ in good], out=out), labels, failures
@@ -254,7 +260,11 @@ class StreamLoader:
                 self.dataset,
                 batch_sampler=self._sampler,
                 num_workers=self.workers,
-                collate_fn=collate,
+                # Crops are resized (or pinned) on receipt in iter_from: their
+                # buffers can be reused (SharedRing's rule); images go to the caller.
+                collate_fn=functools.partial(collate, ring=SharedRing(self.prefetch + 2))
+                if self.resize_on_device
+                else collate,
                 pin_memory=self.device.type == "cuda",
                 prefetch_factor=self.prefetch if self.workers else None,
                 persistent_workers=self.workers > 0,
