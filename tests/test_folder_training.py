@@ -67,6 +67,11 @@ def test_a_curve_size_below_one_batch_stops_before_any_work(imagenet_like, tmp_p
     line = last_line(capsys.readouterr().err)
     assert line.endswith("train size 30 makes no batch of 64: use larger sizes or a smaller "
                          "--set batch_size=")  # fmt: skip
+    # 40 images make one batch of 40, but not once validation holds out a tenth of them.
+    tuned = [*args[:4], "40", *args[5:], "--set", "batch_size=40", "--set", "validation=true"]
+    assert main(tuned) == 2
+    err = capsys.readouterr().err
+    assert "train size 40 makes no batch of 40 after its validation tenth" in err
     assert not list(tmp_path.iterdir())
 
 

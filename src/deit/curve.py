@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from deit.config import ConfigError, apply_overrides, from_preset, refuse_epochs_with_budget
-from deit.data.subsets import check_size
+from deit.data.subsets import check_size, held_out_count
 from deit.inputs import full_train_size
 from deit.matrix import _command, reproduce
 from deit.matrix_table import RUNS, parse_runs, run_dir
@@ -79,9 +79,11 @@ def data_curve(
             check_size(size, full, classes)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if size < base.batch_size:  # else the first student would fail after its teacher
-            raise ConfigError(f"train size {size} makes no batch of {base.batch_size}: use larger "
-                              "sizes or a smaller --set batch_size=")  # fmt: skip
+        trained = size - held_out_count(size, classes) if base.validation else size
+        if trained < base.batch_size:  # else the first student would fail after its teacher
+            held = " after its validation tenth" if base.validation else ""
+            raise ConfigError(f"train size {size} makes no batch of {base.batch_size}{held}: use "
+                              "larger sizes or a smaller --set batch_size=")  # fmt: skip
     budget = base.budget_images or base.epochs * full
     for number, size in enumerate(sizes, start=1):
         print(f"[curve] size {number}/{len(sizes)}: {size} images, budget {budget} images seen")

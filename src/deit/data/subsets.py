@@ -19,7 +19,8 @@ Tuning on a subset (``validation=true``) holds out a class-balanced tenth of
 the N images (:func:`validation_part`), as a user with N photos must.
 
 Today this holds :func:`balanced_subset` (indices), :func:`check_size` (the
-refusals, before any work), :func:`fingerprint`, :func:`validation_part`, and
+refusals, before any work), :func:`fingerprint`, :func:`validation_part` (with
+:func:`held_out_count`, its size), and
 :func:`cifar_subset` with :func:`cifar_validation`, for an in-memory CIFAR.
 """
 
@@ -93,6 +94,11 @@ def fingerprint(indices: torch.Tensor | Sequence[int]) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def held_out_count(size: int, num_classes: int) -> int:
+    """Images :func:`validation_part` holds out of ``size``: a tenth, one per class at least."""
+    return max(num_classes, round(size / 10))
+
+
 def validation_part(labels: torch.Tensor | Sequence[int], num_classes: int, seed: int = 0):
     """Split a subset for tuning: (positions kept for training, positions held out).
 
@@ -101,7 +107,7 @@ def validation_part(labels: torch.Tensor | Sequence[int], num_classes: int, seed
     those N, never on the test set.
     """
     labels = torch.as_tensor(labels, dtype=torch.int64)
-    held = balanced_subset(labels, max(num_classes, round(len(labels) / 10)), num_classes, seed)
+    held = balanced_subset(labels, held_out_count(len(labels), num_classes), num_classes, seed)
     mask = torch.zeros(len(labels), dtype=torch.bool)
     mask[held] = True
     return (~mask).nonzero().flatten(), held
