@@ -3,7 +3,7 @@
 # images/s into the training process at 224 px from an ImageNet-like JPEG folder, 1 and 2
 # workers, against decoding alone with the same decoder and against timm's loader when timm
 # is importable (see benchmarks/loader_speed.py for every variant). Writes
-# benchmarks/loader/<cpu|cuda>-<date>.json (every measurement) and .md (the tables, the
+# benchmarks/loader/<cpu|cuda>-<date>.json (-<time> added when that day has one; every measurement) and .md (the tables, the
 # paired ratios against the targets, the cores needed to feed a GPU) and prints both.
 #
 # Usage (repository root, project environment active):
@@ -31,6 +31,7 @@ mkdir -p "$OUT"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (a quiet machine reads < 0.3)"
 kind=$("$PYTHON" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 name=$OUT/$kind-$(date -u +%Y-%m-%d)$SUFFIX
+[ ! -e "$name.json" ] || name=$name-$(date -u +%H%M)  # a second run that day: kept beside
 "$PYTHON" benchmarks/loader_speed.py --root "$ROOT" --json "$name.json" --markdown "$name.md" "$@"
 cat "$name.md"
 echo "written: $name.json $name.md"
