@@ -3,8 +3,9 @@
 # images/s into the training process at 224 px from an ImageNet-like JPEG folder, 1 and 2
 # workers, against decoding alone with the same decoder and against timm's loader when timm
 # is importable (see benchmarks/loader_speed.py for every variant). Writes
-# benchmarks/loader/<cpu|cuda>-<date>.json (-<time> added when that day has one; every measurement) and .md (the tables, the
-# paired ratios against the targets, the cores needed to feed a GPU) and prints both.
+# benchmarks/loader/<cpu|cuda>-<date>.json (every measurement) and .md (the tables, the
+# paired ratios against the targets, the cores needed to feed a GPU) and prints both; a
+# second run on one day adds the time to the name.
 #
 # Usage (repository root, project environment active):
 #   bash benchmarks/loader_speed.sh [DATA_DIR] [ROOT] [extra loader_speed.py arguments]
