@@ -260,11 +260,9 @@ class StreamLoader:
                 self.dataset,
                 batch_sampler=self._sampler,
                 num_workers=self.workers,
-                # Crops are resized (or pinned) on receipt in iter_from: their
-                # buffers can be reused (SharedRing's rule); images go to the caller.
-                collate_fn=functools.partial(collate, ring=SharedRing(self.prefetch + 2))
-                if self.resize_on_device
-                else collate,
+                # Only crops use the ring: iter_from resizes (or the DataLoader pins)
+                # them on receipt (SharedRing's rule); images go to the caller.
+                collate_fn=functools.partial(collate, ring=SharedRing(self.prefetch + 2)),
                 pin_memory=self.device.type == "cuda",
                 prefetch_factor=self.prefetch if self.workers else None,
                 persistent_workers=self.workers > 0,
