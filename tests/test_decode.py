@@ -1,5 +1,7 @@
 """Tests for the decoders (simplejpeg, and Pillow for the rest) and the uint8 resizes."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -66,7 +68,8 @@ def test_simplejpeg_decodes_pillows_pixels_at_every_reduction(tmp_path, monkeypa
     assert np.array_equal(turbo[1], np.array(open_rgb(path)))
 
 
-def test_a_scratch_decode_gives_the_same_pixels_and_train_crops_own_theirs(tmp_path):
+def test_a_scratch_decode_gives_the_same_pixels_and_train_crops_own_theirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(decode, "_scratch", threading.local())  # fresh, whatever ran before
     small, large = write_jpeg(tmp_path / "a.jpg", "rgb420"), str(tmp_path / "b.jpg")
     Image.fromarray(photo(WIDTH * 2, HEIGHT * 2, seed=1)).save(large, "JPEG", quality=90)
     data = read_file(small)
