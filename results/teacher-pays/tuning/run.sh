@@ -15,6 +15,7 @@ case "$RECIPE" in
   proxy) SETS=() ;;                                                  # the cpu-proxy recipe as is
   mix) SETS=(--set mixup=0.8 --set cutmix=1.0) ;;                    # + Mixup/CutMix (DeiT's)
   mix-ra) SETS=(--set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2) ;;  # + RandAugment m9
+  ra) SETS=(--set randaugment_ops=2) ;;                              # + RandAugment m9, no mixing
   *) echo "unknown recipe $RECIPE" >&2; exit 2 ;;
 esac
 OUT=$HERE/$RECIPE
