@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Where the teacher pays: CIFAR-10 subsets at equal compute (issue 26).
-# Every student sees the same 375,000 images (half the cpu-proxy's budget), whatever N.
+# Every student sees the same 750,000 images (the cpu-proxy's budget), whatever N.
 # Recipe: the cpu-proxy preset plus Mixup 0.8, CutMix 1.0 and RandAugment (2 ops, m9), chosen
-# on validation parts at N = 1,000 (tuning/NOTES.md).
-# RECIPE holds the little-data recipe chosen on validation splits (tuning/NOTES.md); it is
-# the same at every size. Resumable: rerun to continue; finished runs are skipped.
+# on validation parts (tuning/NOTES.md); the same at every size.
+# Resumable: rerun to continue; finished runs are skipped.
 # Usage (from the repository root): bash results/teacher-pays/run.sh STEP [DATA_DIR]
 #   STEP: curve (A and E at 1,000 to 50,000, each subset with its own teacher; SIZES=1000
 #         trains one size, and the tables gather every size finished so far),
@@ -13,11 +12,12 @@
 #         SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE),
 #         plain (A at 10,000 with the cpu-proxy's own recipe, crop + flip, no mixing: is
 #         the distilled student the best row overall? SIZES picks others).
-# BUDGET (default 375000, the study's) sets the images each student sees; another budget
-# writes the curve to cifar10-bBUDGET (external: cifar10-external-bBUDGET), reusing the
-# study's teachers (their rule ignores it).
+# BUDGET (default 750000) sets the images each student sees; the curve goes to
+# cifar10-bBUDGET (external: cifar10-external-bBUDGET), except the first study's half
+# budget, 375,000, which keeps its first names (cifar10, cifar10-external). Teachers
+# trained for any budget are reused (their rule ignores it).
 set -euo pipefail
-STEP=$1 DATA_DIR=${2:-../shared/data} BUDGET=${BUDGET:-375000}
+STEP=$1 DATA_DIR=${2:-../shared/data} BUDGET=${BUDGET:-750000}
 HERE=results/teacher-pays
 RECIPE=(--set budget_images="$BUDGET" --set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2)
 COMMON=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" "${RECIPE[@]}")
@@ -26,15 +26,15 @@ case "$STEP" in  # the sizes this step trains at, and so whose teachers it needs
   plain) CURVE_SIZES="" ;;  # A only: no teacher
   *) CURVE_SIZES=${SIZES:-1000,5000,10000,50000} ;;
 esac
-CURVE=$HERE/cifar10 EXTERNAL=$HERE/cifar10-external
-if [ "$BUDGET" != 375000 ]; then
-  CURVE=$HERE/cifar10-b$BUDGET EXTERNAL=$HERE/cifar10-external-b$BUDGET
-  for n in ${CURVE_SIZES//,/ }; do
-    if [ -f "$HERE/cifar10/n$n/teacher/summary.json" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
-      mkdir -p "$CURVE/n$n" && cp -r "$HERE/cifar10/n$n/teacher" "$CURVE/n$n/teacher"
+CURVE=$HERE/cifar10-b$BUDGET EXTERNAL=$HERE/cifar10-external-b$BUDGET
+[ "$BUDGET" = 375000 ] && CURVE=$HERE/cifar10 EXTERNAL=$HERE/cifar10-external
+for n in ${CURVE_SIZES//,/ }; do  # a teacher some other budget's curve already trained
+  for found in "$HERE"/cifar10*/n"$n"/teacher/summary.json; do
+    if [ -f "$found" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
+      mkdir -p "$CURVE/n$n" && cp -r "$(dirname "$found")" "$CURVE/n$n/teacher"
     fi
   done
-fi
+done
 case "$STEP" in
   curve) deit reproduce "${COMMON[@]}" --train-sizes "$CURVE_SIZES" --runs AE \
            --train-teacher --out "$CURVE" ;;
