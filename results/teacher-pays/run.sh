@@ -11,7 +11,9 @@
 #         external (E at 5,000 with the shipped teacher, which saw all 50,000 images;
 #         SIZES and RUNS pick others, e.g. SIZES=1000 RUNS=CE),
 #         plain (A at 10,000 with the cpu-proxy's own recipe, crop + flip, no mixing: is
-#         the distilled student the best row overall? SIZES picks others).
+#         the distilled student the best row overall? SIZES picks others),
+#         mix (E at 10,000 with Mixup and CutMix but no RandAugment, the lighter recipe that
+#         led on validation at 750,000 (tuning/NOTES.md), against plain's A; SIZES, RUNS).
 # BUDGET (default 750000) sets the images each student sees; the curve goes to
 # cifar10-bBUDGET (external: cifar10-external-bBUDGET), except the first study's half
 # budget, 375,000, which keeps its first names (cifar10, cifar10-external). Teachers
@@ -24,10 +26,12 @@ COMMON=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" "${RECIPE[@]}")
 case "$STEP" in  # the sizes this step trains at, and so whose teachers it needs
   c) CURVE_SIZES=${SIZES:-5000} ;;
   plain) CURVE_SIZES="" ;;  # A only: no teacher
+  mix) CURVE_SIZES=${SIZES:-10000} ;;
   *) CURVE_SIZES=${SIZES:-1000,5000,10000,50000} ;;
 esac
 CURVE=$HERE/cifar10-b$BUDGET EXTERNAL=$HERE/cifar10-external-b$BUDGET
 [ "$BUDGET" = 375000 ] && CURVE=$HERE/cifar10 EXTERNAL=$HERE/cifar10-external
+[ "$STEP" = mix ] && CURVE=$HERE/cifar10-mix-b$BUDGET
 for n in ${CURVE_SIZES//,/ }; do  # a teacher some other budget's curve already trained
   for found in "$HERE"/cifar10*/n"$n"/teacher/summary.json; do
     if [ -f "$found" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
@@ -45,5 +49,9 @@ case "$STEP" in
   plain) deit reproduce --preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" \
            --set budget_images="$BUDGET" --train-sizes "${SIZES:-10000}" --runs A \
            --out "$HERE/cifar10-plain-b$BUDGET" ;;
+  mix) deit reproduce --preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" \
+         --set budget_images="$BUDGET" --set mixup=0.8 --set cutmix=1.0 \
+         --train-sizes "$CURVE_SIZES" --runs "${RUNS:-E}" --train-teacher \
+         --out "$CURVE" ;;
   *) echo "unknown step $STEP" >&2; exit 2 ;;
 esac
