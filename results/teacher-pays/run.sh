@@ -32,10 +32,10 @@ esac
 CURVE=$HERE/cifar10-b$BUDGET EXTERNAL=$HERE/cifar10-external-b$BUDGET
 [ "$BUDGET" = 375000 ] && CURVE=$HERE/cifar10 EXTERNAL=$HERE/cifar10-external
 [ "$STEP" = mix ] && CURVE=$HERE/cifar10-mix-b$BUDGET
-for n in ${CURVE_SIZES//,/ }; do  # a teacher some other budget's curve already trained
-  for found in "$HERE"/cifar10*/n"$n"/teacher/summary.json; do
-    if [ -f "$found" ] && [ ! -d "$CURVE/n$n/teacher" ]; then
-      mkdir -p "$CURVE/n$n" && cp -r "$(dirname "$found")" "$CURVE/n$n/teacher"
+for n in ${CURVE_SIZES//,/ }; do  # a teacher (weights too) some other curve already trained
+  for found in "$HERE"/cifar10*/n"$n"/teacher/teacher.safetensors; do
+    if [ -f "$found" ] && [ ! -f "$CURVE/n$n/teacher/teacher.safetensors" ]; then
+      mkdir -p "$CURVE/n$n/teacher" && cp -r "$(dirname "$found")"/. "$CURVE/n$n/teacher"
     fi
   done
 done
