@@ -21,8 +21,9 @@
 set -euo pipefail
 STEP=$1 DATA_DIR=${2:-../shared/data} BUDGET=${BUDGET:-750000}
 HERE=results/teacher-pays
-RECIPE=(--set budget_images="$BUDGET" --set mixup=0.8 --set cutmix=1.0 --set randaugment_ops=2)
-COMMON=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" "${RECIPE[@]}")
+PLAIN=(--preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" --set budget_images="$BUDGET")
+MIX=("${PLAIN[@]}" --set mixup=0.8 --set cutmix=1.0)
+COMMON=("${MIX[@]}" --set randaugment_ops=2)  # the study's recipe
 case "$STEP" in  # the sizes this step trains at, and so whose teachers it needs
   c) CURVE_SIZES=${SIZES:-5000} ;;
   plain) CURVE_SIZES="" ;;  # A only: no teacher
@@ -46,12 +47,9 @@ case "$STEP" in
        --out "$CURVE" ;;  # A and E are done by then: skipped, kept in the size's table
   external) deit reproduce "${COMMON[@]}" --train-sizes "${SIZES:-5000}" --runs "${RUNS:-E}" \
               --out "$EXTERNAL" ;;
-  plain) deit reproduce --preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" \
-           --set budget_images="$BUDGET" --train-sizes "${SIZES:-10000}" --runs A \
+  plain) deit reproduce "${PLAIN[@]}" --train-sizes "${SIZES:-10000}" --runs A \
            --out "$HERE/cifar10-plain-b$BUDGET" ;;
-  mix) deit reproduce --preset cpu-proxy --seeds 2 --data-dir "$DATA_DIR" \
-         --set budget_images="$BUDGET" --set mixup=0.8 --set cutmix=1.0 \
-         --train-sizes "$CURVE_SIZES" --runs "${RUNS:-E}" --train-teacher \
-         --out "$CURVE" ;;
+  mix) deit reproduce "${MIX[@]}" --train-sizes "$CURVE_SIZES" --runs "${RUNS:-E}" \
+         --train-teacher --out "$CURVE" ;;
   *) echo "unknown step $STEP" >&2; exit 2 ;;
 esac
