@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -81,10 +82,17 @@ class _Recorder(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def record_products(step: Callable[[], object]) -> list[tuple]:
-    """Run ``step`` once; return its product calls as ``(func, leaves, layout, count)``."""
+def record_products(
+    step: Callable[[], object], within: AbstractContextManager | None = None
+) -> list[tuple]:
+    """Run ``step`` once; return its product calls as ``(func, leaves, layout, count)``.
+
+    ``within`` is another context the same call runs under (``deit bench``'s FLOP
+    counter), so one call of an expensive step serves both; the recorder is
+    entered last and so sees the step's calls exactly as it would alone.
+    """
     recorder = _Recorder()
-    with recorder:
+    with within or nullcontext(), recorder:
         step()
     return [(key[0], key[2], recorder.layouts[key], n) for key, n in recorder.calls.items()]
 
@@ -135,8 +143,3 @@ def replay_seconds(
             call = lambda: func(*args, **kwargs)  # noqa: E731, B023 (used in this iteration only)
             total += count * median_seconds(call, device, warmup, repeats)
     return total
-
-
-def attainable_seconds(step: Callable[[], object], device: torch.device) -> float:
-    """The time ``step`` would take doing only its own products, each alone at full speed."""
-    return replay_seconds(record_products(step), device)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from deit.attainable import attainable_seconds, median_seconds, sync
+from deit.attainable import median_seconds, record_products, replay_seconds, sync
 from deit.config import ConfigError
 from deit.hardware import hardware
 from deit.models import create_model
@@ -93,9 +93,14 @@ def _attention_formulas() -> dict:
     }
 
 
+def _flop_counter() -> FlopCounterMode:
+    """A FLOP counter that also counts fused attention (on every device)."""
+    return FlopCounterMode(display=False, custom_mapping=_attention_formulas())
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of one call of ``fn`` (attention included on every device)."""
-    with FlopCounterMode(display=False, custom_mapping=_attention_formulas()) as counter:
+    with _flop_counter() as counter:
         fn()
     return counter.get_total_flops()
 
@@ -161,17 +166,25 @@ def measure(
     warmup: int = 3,
     steps: int = 10,
 ) -> list[Measurement]:
-    """Time the training and inference steps of student or teacher ``name``."""
+    """Time the training and inference steps of student or teacher ``name``.
+
+    Each step: its FLOPs and its matrix products from one call, its median time
+    over ``steps`` calls after ``warmup``, and its products replayed alone
+    (:mod:`deit.attainable`, at most 2 warm-up and 7 timed calls each).
+    """
     torch.manual_seed(0)
     build = _teacher_steps if name in TEACHERS else _student_steps
     model, size, patch, train_step, infer_step = build(name, batch, device, bf16)
     rows = []
     for mode, step in (("train", train_step), ("infer", infer_step)):
         model.train(mode == "train")
-        flops = count_flops(step)
+        counter = _flop_counter()
+        products = record_products(step, within=counter)  # one call counts and records
+        flops = counter.get_total_flops()
         seconds = median_seconds(step, device, warmup, steps)
         gflop_per_s = flops / seconds / 1e9
-        attainable = flops / attainable_seconds(step, device) / 1e9
+        alone = replay_seconds(products, device, min(warmup, 2), min(steps, 7))
+        attainable = flops / alone / 1e9
         rows.append(
             Measurement(
                 model=name,
