@@ -83,35 +83,52 @@ def _deit_train(args: list[str], processes: int, cwd) -> subprocess.CompletedPro
     return _finish(_start_deit_train(args, processes, cwd))
 
 
+@pytest.fixture(scope="module")
+def side_by_side(cifar_dir, cifar10, tmp_path_factory):
+    """Per source, once: ``deit train`` as one process × batch 64 and as 2 gloo ranks × 32.
+
+    k = 8 steps of hard distillation. Augmentation draws nothing that changes
+    the images on the device (no padding, no flip), so both sides see the same
+    global batches. From an image folder the per-image random-resized crops are
+    drawn from (seed, epoch, position in the global order), so they are the
+    same too. Returns a function of the source giving the directory that holds
+    the runs ``one`` and ``two`` and their finished processes.
+    """
+    done = {}
+
+    def run(source: str):
+        if source in done:
+            return done[source]
+        tmp_path = tmp_path_factory.mktemp(f"gloo-{source}")
+        data = ["--data-dir", str(cifar_dir), "--no-download"]
+        if source == "folder":
+            from deit.data.export import export_cifar
+
+            root = export_cifar(cifar10, tmp_path / "png", train_size=512, val_size=256)
+            data = ["--data-dir", str(root), "--set", "dataset=folder", "--set", "workers=0",
+                    "--set", "normalization=cifar10"]  # fmt: skip
+        common = ["--preset", "smoke", "--distillation", "hard", "--epochs", "1", *data]
+        for key_value in ("train_size=512", "test_size=256", "crop_padding=0", "hflip=0",
+                          "threads=1"):  # fmt: skip
+            common += ["--set", key_value]
+        # Side by side (one thread each): the single process trains while the two ranks do.
+        one = _start_deit_train([*common, "--out", "one", "--set", "batch_size=64"], 1, tmp_path)
+        two = _finish(_start_deit_train([*common, "--out", "two", "--set", "batch_size=32"], 2,
+                                        tmp_path))  # fmt: skip
+        done[source] = tmp_path, _finish(one), two
+        return done[source]
+
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["cifar", "folder"])
-def test_two_gloo_processes_match_one_process_with_the_global_batch(
-    source, cifar_dir, cifar10, tmp_path
-):
-    """k = 8 steps of hard distillation: 2 ranks × batch 32 against 1 process × batch 64.
+def test_two_gloo_processes_match_one_process_with_the_global_batch(source, side_by_side):
+    """Only the order of floating-point sums differs (DDP averages the gradient over ranks).
 
-    Augmentation draws nothing that changes the images on the device (no
-    padding, no flip), so both sides see the same global batches; only the
-    order of floating-point sums differs (the gradient is averaged over ranks
-    by DDP). Tolerance: every weight within 1e-4 after 8 AdamW steps. From an
-    image folder the per-image random-resized crops are drawn from (seed,
-    epoch, position in the global order), so they are the same too.
+    Tolerance: every weight within 1e-4 after 8 AdamW steps (see ``side_by_side``).
     """
-    data = ["--data-dir", str(cifar_dir), "--no-download"]
-    if source == "folder":
-        from deit.data.export import export_cifar
-
-        root = export_cifar(cifar10, tmp_path / "png", train_size=512, val_size=256)
-        data = ["--data-dir", str(root), "--set", "dataset=folder", "--set", "workers=0",
-                "--set", "normalization=cifar10"]  # fmt: skip
-    common = ["--preset", "smoke", "--distillation", "hard", "--epochs", "1", *data]
-    for key_value in ("train_size=512", "test_size=256", "crop_padding=0", "hflip=0", "threads=1"):
-        common += ["--set", key_value]
-    # Side by side (one thread each): the single process trains while the two ranks do.
-    one = _start_deit_train([*common, "--out", "one", "--set", "batch_size=64"], 1, tmp_path)
-    two = _finish(_start_deit_train([*common, "--out", "two", "--set", "batch_size=32"], 2,
-                                    tmp_path))  # fmt: skip
-    one = _finish(one)
+    tmp_path, one, two = side_by_side(source)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("run directory: two") == 1  # printed by rank 0 only
@@ -132,11 +149,12 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(
 
 
 @pytest.mark.slow
-def test_a_distributed_checkpoint_resumes_only_with_as_many_processes(cifar_dir, tmp_path):
-    args = ["--preset", "smoke", "--epochs", "1", "--data-dir", str(cifar_dir), "--no-download"]
-    for key_value in ("train_size=256", "test_size=128", "batch_size=32"):
-        args += ["--set", key_value]
-    assert _deit_train([*args, "--out", "run"], 2, tmp_path).returncode == 0
+def test_a_distributed_checkpoint_resumes_only_with_as_many_processes(side_by_side, tmp_path):
+    import shutil
+
+    runs, _, two = side_by_side("cifar")
+    assert two.returncode == 0, two.stderr
+    shutil.copytree(runs / "two", tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     (tmp_path / "run" / "summary.json").unlink()
     state["step"] = 0

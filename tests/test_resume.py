@@ -58,42 +58,35 @@ def teacher_weights(run_dir):
     return {**state["model"], **{f"avg.{k}": v for k, v in state["averaged"].items()}}
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(cifar_dir, tmp_path_factory):
-    """The weights of the run never stopped; it trains beside the first killed run.
-
-    A function: the first call waits for the run to end, later calls reuse its weights.
-    """
-    out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    process = start("train", cifar_dir, "--out", str(out), *TINY)
-    weights = {}
-
-    def wait():
-        if not weights:
-            assert process.wait(timeout=300) == 0, process.communicate()[1]
-            weights.update(student_weights(out))
-        return weights
-
-    yield wait
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
-@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_and_resumed_run_ends_bit_identical(cifar_dir, tmp_path, uninterrupted, kill_signal):
-    out = tmp_path / "run"
-    process = start("train", cifar_dir, "--out", str(out), *TINY)
-    wait_for_step(out, 9, process)  # the mid-epoch checkpoint of step 9, inside epoch 2
+def stop(process, run_dir, step, kill_signal):
+    """Send ``kill_signal`` once the run has checkpointed ``step``; check how it ended."""
+    wait_for_step(run_dir, step, process)
     process.send_signal(kill_signal)
     code = process.wait(timeout=60)
     assert code == (-signal.SIGKILL if kill_signal == signal.SIGKILL else 130)
     if kill_signal == signal.SIGTERM:
-        assert f"deit train --resume {out}" in process.communicate()[1]
-    assert 9 <= steps_saved(out) < 24
+        assert f"deit train --resume {run_dir}" in process.communicate()[1]
+
+
+def test_a_run_killed_then_stopped_and_resumed_twice_ends_bit_identical(cifar_dir, tmp_path):
+    """SIGKILL (no warning) inside epoch 2, then SIGTERM (a clean stop) inside the resumed run.
+
+    Each stop lands between checkpoints, so each resume replays steps the killed
+    process had already taken; the run never stopped, trained beside them, is the
+    reference.
+    """
+    whole, out = tmp_path / "whole", tmp_path / "run"
+    reference = start("train", cifar_dir, "--out", str(whole), *TINY)
+    stop(start("train", cifar_dir, "--out", str(out), *TINY), out, 9, signal.SIGKILL)
+    killed_at = steps_saved(out)
+    assert 9 <= killed_at <= 18
+    # The resumed run's own first checkpoint, so the stop cannot come before it has started.
+    stop(start("train", cifar_dir, "--resume", str(out)), out, killed_at + 3, signal.SIGTERM)
+    assert killed_at + 3 <= steps_saved(out) < 24
     resumed = start("train", cifar_dir, "--resume", str(out))
     assert resumed.wait(timeout=300) == 0, resumed.communicate()[1]
-    assert_same(student_weights(out), uninterrupted())
+    assert reference.wait(timeout=300) == 0, reference.communicate()[1]
+    assert_same(student_weights(out), student_weights(whole))
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
