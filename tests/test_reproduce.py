@@ -276,6 +276,22 @@ def test_more_runs_later_train_only_the_missing_ones(fake_training, tmp_path):
     assert "Only runs" not in (tmp_path / "results.md").read_text()
 
 
+def test_a_call_that_trains_nothing_keeps_the_command_that_trained(
+    fake_training, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(matrix_module, "_command", lambda: ["deit", "reproduce", "--runs", "ACE"])
+    reproduce("smoke", tmp_path, runs="ACE")
+    monkeypatch.setattr(matrix_module, "_command", lambda: ["deit", "reproduce", "--runs", "AE"])
+    results = reproduce("smoke", tmp_path, runs="AE")  # A and E are done: a regathering
+    assert fake_training == ["E", "C", "A"]
+    saved = json.loads((tmp_path / "reproduce.json").read_text())
+    assert saved["runs"] == "ACE" and saved["command"][-1] == "ACE"
+    assert results["command"][-1] == "AE"  # the table says who gathered it
+    reproduce("smoke", tmp_path, runs="ABE")  # trains B: the record moves on
+    assert fake_training[-1] == "B"
+    assert json.loads((tmp_path / "reproduce.json").read_text())["runs"] == "ABE"
+
+
 def test_a_reproduce_json_without_runs_counts_as_all_five(tmp_path):
     old = (OLD_MATRIX / "reproduce.json").read_text()
     assert "runs" not in json.loads(old)

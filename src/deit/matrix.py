@@ -101,7 +101,7 @@ def _command() -> list[str]:
     return ["deit", *sys.argv[1:]] if Path(sys.argv[0]).name == "deit" else sys.argv
 
 
-def _check_matrix(out: Path, record: dict) -> None:
+def _check_matrix(out: Path, record: dict, training: bool = True) -> None:
     """Refuse to mix two different matrices in one directory; remember this one.
 
     The preset, the overrides and the teacher must match the saved
@@ -110,8 +110,11 @@ def _check_matrix(out: Path, record: dict) -> None:
     (``A.seed1``…) to the same matrix, fewer report on the first ones; more
     runs (``--runs ABCDE`` after ``--runs ABE``) train the missing ones, fewer
     report on those only. The record is rewritten when the seeds or the runs
-    change. A ``reproduce.json`` without ``"runs"`` (written before runs could
-    be chosen) counts as all five, ``"ABCDE"``.
+    change, unless this call trains nothing (``training`` false: every run it
+    asks for is finished: a regathering), so it keeps naming the command
+    that trained the runs (a curve's table cites it per size). A
+    ``reproduce.json`` without ``"runs"`` (written before runs could be
+    chosen) counts as all five, ``"ABCDE"``.
     """
     path = out / "reproduce.json"
     if path.is_file():
@@ -124,7 +127,7 @@ def _check_matrix(out: Path, record: dict) -> None:
                 + "; use another --out or the same options"
             )
         same_runs = saved.get("runs", ALL_RUNS) == record.get("runs", ALL_RUNS)
-        if saved.get("seeds") == record["seeds"] and same_runs:
+        if not training or (saved.get("seeds") == record["seeds"] and same_runs):
             return
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
@@ -182,11 +185,11 @@ def reproduce(
     base = validate(apply_overrides(base, list(overrides)))
     record = {"preset": preset, "overrides": list(overrides), "seeds": seeds, "runs": runs}
     record |= {"train_teacher": train_teacher, "command": _command()}
-    _check_matrix(out, record)
     by_name = {run.name: run for run in RUNS}
     plan = [(by_name[name], i) for i in range(seeds) for name in TRAINING_ORDER if name in runs]
+    left = any(not (run_dir(out, run, i) / "summary.json").is_file() for run, i in plan)
+    _check_matrix(out, record, training=left)
     if train_teacher:  # its students must see exactly its images (checked by their hash)
-        left = any(not (run_dir(out, run, i) / "summary.json").is_file() for run, i in plan)
         path, seen = _teacher_path(out, base, preset, needed=left)
         base = dataclasses.replace(base, teacher=path, subset_sha256=seen)
     summaries: dict[tuple[str, int], dict] = {}
