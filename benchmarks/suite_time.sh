@@ -2,7 +2,7 @@
 # How long the test suite takes, the way CI runs it: a clean clone of this checkout's HEAD
 # beside it (so ../shared/data is found as in CI), `.ci/run` (a fresh virtual environment,
 # the README's install, the README's test command), timed as a whole.
-# The output, with the machine and the date first, goes to benchmarks/suite/<date>-<cpu>.txt.
+# The output, with the machine and the date first, goes to benchmarks/suite/<date>-<cpu>-<commit>.txt.
 # Run it on a quiet machine: two heavy jobs on 2 cores halve each other.
 # Usage (from the repository root): bash benchmarks/suite_time.sh
 set -euo pipefail
@@ -10,7 +10,7 @@ here=$(pwd)
 clone="$(dirname "$here")/suite-time-check"
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 slug=$(echo "$cpu" | tr -cs 'A-Za-z0-9' '-' | tr 'A-Z' 'a-z' | sed 's/-$//')
-out="benchmarks/suite/$(date -u +%Y-%m-%d)-$slug.txt"
+out="benchmarks/suite/$(date -u +%Y-%m-%d)-$slug-$(git rev-parse --short HEAD).txt"
 mkdir -p benchmarks/suite
 rm -rf "$clone" && git clone -q . "$clone"
 {
