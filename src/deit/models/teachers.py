@@ -130,8 +130,8 @@ def predict(
     :class:`Teacher` (whose folded network is used directly). Images of
     another size are resized as :class:`Teacher` resizes them. Batches of
     128: on a CPU larger ones spill the activations out of cache (the shipped
-    teacher 1.35× faster than at 1,000, with the same logits bit for bit:
-    benchmarks/teacher_eval_batch.py).
+    teacher 1.37× faster than at 1,000, with the same logits bit for bit:
+    benchmarks/eval_batch.py).
     """
     model = _inference_model(teacher)
     outputs = []
