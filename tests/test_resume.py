@@ -77,15 +77,20 @@ def test_a_run_killed_then_stopped_and_resumed_twice_ends_bit_identical(cifar_di
     """
     whole, out = tmp_path / "whole", tmp_path / "run"
     reference = start("train", cifar_dir, "--out", str(whole), *TINY)
-    stop(start("train", cifar_dir, "--out", str(out), *TINY), out, 9, signal.SIGKILL)
-    killed_at = steps_saved(out)
-    assert 9 <= killed_at <= 18
-    # The resumed run's own first checkpoint, so the stop cannot come before it has started.
-    stop(start("train", cifar_dir, "--resume", str(out)), out, killed_at + 3, signal.SIGTERM)
-    assert killed_at + 3 <= steps_saved(out) < 24
-    resumed = start("train", cifar_dir, "--resume", str(out))
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()[1]
-    assert reference.wait(timeout=300) == 0, reference.communicate()[1]
+    try:
+        stop(start("train", cifar_dir, "--out", str(out), *TINY), out, 9, signal.SIGKILL)
+        killed_at = steps_saved(out)
+        assert 9 <= killed_at <= 18
+        # The resumed run's own first checkpoint, so the stop cannot come before it started.
+        stop(start("train", cifar_dir, "--resume", str(out)), out, killed_at + 3, signal.SIGTERM)
+        assert killed_at + 3 <= steps_saved(out) < 24
+        resumed = start("train", cifar_dir, "--resume", str(out))
+        assert resumed.wait(timeout=300) == 0, resumed.communicate()[1]
+        assert reference.wait(timeout=300) == 0, reference.communicate()[1]
+    finally:  # a failed check must not leave the reference run training
+        if reference.poll() is None:
+            reference.kill()
+            reference.wait()
     assert_same(student_weights(out), student_weights(whole))
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 

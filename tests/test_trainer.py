@@ -120,8 +120,8 @@ def test_gpu_path_flags_run_on_the_cpu(cifar_dir, tmp_path, monkeypatch):
 
     torch.compile runs with the ``aot_eager`` backend: TorchDynamo captures the
     student's step and AOT autograd its backward, as with the default backend,
-    but inductor's C++ code generation (PyTorch's own, and 20-40 s on a cold
-    cache here) is left out.
+    but inductor's C++ code generation (PyTorch's own: 24 s of this test on a
+    cold inductor cache, benchmarks/suite/) is left out.
     """
     from torch._dynamo.utils import counters
 
