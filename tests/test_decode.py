@@ -222,7 +222,7 @@ def test_a_shared_ring_reuses_its_slots_in_turn_in_a_worker_and_grows_a_slot_whe
     ring(1), ring(1)
     assert ring(1000).data_ptr() == grown.data_ptr()
     crops = [np.full((4, 5, 3), 7, np.uint8), np.full((2, 3, 3), 9, np.uint8)]
-    flat, shapes = pack_crops(crops, ring)
+    flat, shapes = pack_crops(crops, alloc=ring)
     assert flat.is_shared() and flat.numel() == 78
     assert flat[:60].eq(7).all() and flat[60:].eq(9).all()
     assert shapes.tolist() == [[4, 5], [2, 3]]

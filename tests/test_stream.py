@@ -11,12 +11,14 @@ from deit.data import decode, transforms
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
 from deit.data.loader import BatchLoader, epoch_order
-from deit.data.resize import resize_uint8
-from deit.data.stream import StreamLoader
+from deit.data.resize import pack_crops, resize_uint8
+from deit.data.stream import ImageStream, StreamLoader, collate
 from deit.data.transforms import (
     crop_params,
+    decode_crop,
     eval_image,
     plain_image,
+    plan_crop,
     random_resized_crop,
     to_tensor,
     train_image,
@@ -264,6 +266,35 @@ def test_skip_bad_drops_the_file_from_its_batch_and_lists_it(with_bad_files, wor
     assert set(loader.skipped) == bad and len(loader.skipped) == 2
     list(loader)  # a second epoch lists them once
     assert len(loader.skipped) == 2
+
+
+def test_a_packed_batch_holds_each_crop_as_train_crop_cuts_it_and_failures_in_order(
+    samples, with_bad_files, tmp_path
+):
+    """Crops planned first and decoded straight into one buffer: the per-image crops exactly."""
+    big = gradient_jpeg(tmp_path / "big.jpg")  # 800×600: decoded at 1/2 to 1/8 where it can
+    truncated, text = with_bad_files[10], with_bad_files[31]  # fail decoding, fail planning
+    chosen = [truncated, samples[0], samples[1], (big, 3), text, samples[2], (big, 3)]
+    stream = ImageStream(chosen, mode="train", size=SIZE, seed=3, crop_only=True)
+    keys = [(i, 2, 100 + i) for i in range(len(chosen))]
+    (flat, shapes), labels, failures = collate(stream.__getitems__(keys))
+    one_by_one = [stream[key] for key in keys]  # train_crop, image by image
+    good = [(image, label) for image, label, failure in one_by_one if failure is None]
+    expected_flat, expected_shapes = pack_crops([image for image, _ in good])
+    assert torch.equal(flat, expected_flat) and torch.equal(shapes, expected_shapes)
+    assert labels.tolist() == [label for _, label in good] == [0, 1, 3, 2, 3]
+    assert [path for path, _ in failures] == [truncated[0], text[0]]  # the batch's order
+    assert shapes[2].tolist() != shapes[4].tolist()  # the two crops of the big image differ
+
+
+def test_an_image_that_decodes_to_another_size_than_its_header_is_a_bad_file(samples):
+    path = samples[0][0]  # a 40×30 PNG
+    plan = plan_crop(path, SIZE, np.random.default_rng(0))
+    assert decode_crop(plan).shape == plan.shape
+    lying = plan._replace(original=(80, 30))
+    with pytest.raises(DataError) as caught:
+        decode_crop(lying)
+    assert str(caught.value) == f"cannot decode {path}: its header says 80×30, it decodes to 40×30"
 
 
 def test_iterating_leaves_the_global_torch_rng_alone(samples):

@@ -2,8 +2,9 @@
 
 What this room holds: :func:`resize_uint8` (one H×W×3 uint8 array → a
 3×h×w uint8 tensor, in the worker), :func:`pack_crops` (a batch of crops of
-different sizes → one flat uint8 buffer and their shapes, to cross to the
-training process in one piece, in shared memory when in a worker:
+different sizes, each copied in as it is decoded → one flat uint8 buffer and
+their shapes, to cross to the training process in one piece, in shared
+memory when in a worker:
 :func:`shared_uint8`, or a :class:`SharedRing` of reused buffers) and
 :func:`resize_crops` (that buffer → the B×3×S×S uint8 batch, resized on
 whatever device the buffer is on).
@@ -23,7 +24,7 @@ average, and the same bits on every run on the same device.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -100,22 +101,31 @@ class SharedRing:
 
 
 def pack_crops(
-    crops: Sequence[np.ndarray], alloc: Callable[[int], torch.Tensor] = shared_uint8
+    crops: Iterable[np.ndarray],
+    numel: int | None = None,
+    alloc: Callable[[int], torch.Tensor] = shared_uint8,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 H×W×3 arrays of any sizes → (one flat uint8 buffer, int64 N×2 of their (H, W)).
 
     The buffer holds each crop's pixels row by row, one after the other
     (in shared memory in a worker: one copy of the pixels in all). ``alloc``
-    gives the buffer: :func:`shared_uint8`, or a :class:`SharedRing`.
+    gives the buffer: :func:`shared_uint8`, or a :class:`SharedRing`. With
+    ``numel`` (at least the crops' total size) the buffer is allocated
+    before the first crop is drawn and each crop copied in as it comes, so
+    ``crops`` may be a generator that decodes them one by one into a reused
+    scratch buffer; the result is as long as the crops drawn.
     """
-    shapes = torch.tensor([crop.shape[:2] for crop in crops], dtype=torch.int64).reshape(-1, 2)
-    flat = alloc(int(shapes.prod(1).sum()) * 3)
-    pixels, start = flat.numpy(), 0  # numpy's row copies: ~100x torch's copy_ of a strided view
+    if numel is None:
+        crops = list(crops)
+        numel = sum(crop.size for crop in crops)
+    flat = alloc(numel)
+    pixels, start, shapes = flat.numpy(), 0, []  # numpy's row copies: ~100x torch's strided copy_
     for crop in crops:
         stop = start + crop.size
         pixels[start:stop].reshape(crop.shape)[...] = crop
+        shapes.append(crop.shape[:2])
         start = stop
-    return flat, shapes
+    return flat[:start], torch.tensor(shapes, dtype=torch.int64).reshape(-1, 2)
 
 
 def resize_crops(flat: torch.Tensor, shapes: torch.Tensor, size: int) -> torch.Tensor:

@@ -26,12 +26,12 @@ the crops' buffers are reused from batch to batch
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,8 +44,10 @@ from deit.data.transforms import (
     RATIO,
     SCALE,
     Ratio,
+    decode_crop,
     eval_image,
     plain_image,
+    plan_crop,
     train_crop,
     train_image,
 )
@@ -66,7 +68,9 @@ class ImageStream(Dataset):
     when the file cannot be decoded, so that the training process, not the
     worker, reports it (one line) or skips it; with ``crop_only`` (train
     mode) the image is the crop before its resize, a uint8 h×w×3 array
-    (:func:`~deit.data.transforms.train_crop`). Paths are held in one bytes
+    (:func:`~deit.data.transforms.train_crop`), and a whole batch comes
+    packed into one buffer (:meth:`__getitems__`, into ``ring``'s buffers
+    when given). Paths are held in one bytes
     blob: a list of a million ``str`` would be copied page by page into
     every forked worker as their reference counts change.
     """
@@ -82,6 +86,7 @@ class ImageStream(Dataset):
         ratio: Ratio = RATIO,
         crop_pct: float = 0.875,
         crop_only: bool = False,
+        ring: SharedRing | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -93,7 +98,7 @@ class ImageStream(Dataset):
         self.labels = np.array([label for _, label in samples], dtype=np.int64)
         self.mode, self.size, self.seed = mode, size, seed
         self.scale, self.ratio, self.crop_pct = scale, ratio, crop_pct
-        self.crop_only = crop_only
+        self.crop_only, self.ring = crop_only, ring
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,9 +113,8 @@ class ImageStream(Dataset):
         path = self.path(index)
         try:
             if self.mode == "train":
-                rng = np.random.default_rng([self.seed, epoch, draw])
                 view = train_crop if self.crop_only else train_image
-                image = view(path, self.size, rng, self.scale, self.ratio)
+                image = view(path, self.size, self._rng(epoch, draw), self.scale, self.ratio)
             elif self.mode == "eval":
                 image = eval_image(path, self.size, self.crop_pct)
             else:
@@ -119,25 +123,74 @@ class ImageStream(Dataset):
             return None, -1, (path, str(err))
         return image, int(self.labels[index]), None
 
+    def __getitems__(self, keys: list[tuple[int, int, int]]) -> list | PackedCrops:
+        """A batch's items, as ``__getitem__`` gives them; with ``crop_only`` the batch packed.
 
-def collate(
-    items: list, ring: SharedRing | None = None
-) -> tuple[object, torch.Tensor, list[tuple[str, str]]]:
+        Crops are packed as they are decoded (DataLoader calls this for a
+        whole batch): every crop is planned from its file's header first
+        (:func:`~deit.data.transforms.plan_crop`), then one buffer of their
+        total size is taken (``ring``'s next, else a fresh shared one) and
+        each JPEG decoded into the scratch buffer and its crop copied
+        straight into place: one copy of each crop's pixels instead of two.
+        Failures keep the batch's order.
+        """
+        if not self.crop_only:
+            return [self[key] for key in keys]
+        plans, labels, failures = [], [], []
+        for position, (index, epoch, draw) in enumerate(keys):
+            path = self.path(index)
+            try:
+                plan = plan_crop(path, self.size, self._rng(epoch, draw), self.scale, self.ratio)
+            except DataError as err:
+                failures.append((position, path, str(err)))
+                continue
+            plans.append((position, plan, int(self.labels[index])))
+
+        def decoded():
+            for position, plan, label in plans:
+                try:
+                    crop = decode_crop(plan)
+                except DataError as err:
+                    failures.append((position, plan.path, str(err)))
+                    continue
+                labels.append(label)
+                yield crop
+
+        numel = sum(math.prod(plan.shape) for _, plan, _ in plans)
+        crops = pack_crops(decoded(), numel, self.ring or shared_uint8)
+        return PackedCrops(
+            crops if labels else None,
+            torch.tensor(labels, dtype=torch.int64),
+            [(path, message) for _, path, message in sorted(failures)],
+        )
+
+    def _rng(self, epoch: int, draw: int) -> np.random.Generator:
+        """The random crop's generator of the image at position ``draw`` of ``epoch``."""
+        return np.random.default_rng([self.seed, epoch, draw])
+
+
+class PackedCrops(NamedTuple):
+    """A batch of training crops, packed in the worker (:meth:`ImageStream.__getitems__`)."""
+
+    crops: tuple[torch.Tensor, torch.Tensor] | None  # pack_crops' (flat, shapes); None: no good one
+    labels: torch.Tensor
+    failures: list[tuple[str, str]]
+
+
+def collate(items: list | PackedCrops) -> tuple[object, torch.Tensor, list[tuple[str, str]]]:
     """Stack the decoded items of a batch; list the failures ``(path, message)`` apart.
 
-    Images (uint8 3×S×S tensors) are stacked into a B×3×S×S tensor, crops
-    (uint8 h×w×3 arrays) packed into ``(flat buffer, shapes)`` by
-    :func:`~deit.data.resize.pack_crops`, into ``ring``'s next buffer when
-    given; in a worker either goes straight into shared memory. None when
-    the batch has no good item.
+    Images (uint8 3×S×S tensors) are stacked into a B×3×S×S tensor, in
+    shared memory when in a worker; crops come already packed
+    (:class:`PackedCrops`). Images are None when the batch has no good item.
     """
+    if isinstance(items, PackedCrops):
+        return tuple(items)
     good = [(image, label) for image, label, failure in items if failure is None]
     failures = [failure for _, _, failure in items if failure is not None]
     labels = torch.tensor([label for _, label in good], dtype=torch.int64)
     if not good:
         return None, labels, failures
-    if isinstance(good[0][0], np.ndarray):
-        return pack_crops([image for image, _ in good], ring or shared_uint8), labels, failures
     first = good[0][0]
     out = shared_uint8(len(good) * first.numel()).view(len(good), *first.shape)
     return torch.stack([image for image, _ in good], out=out), labels, failures
@@ -235,6 +288,9 @@ class StreamLoader:
         self.dataset = ImageStream(
             samples, mode=mode, size=size, seed=seed, scale=scale, ratio=ratio,
             crop_pct=crop_pct, crop_only=resize_on_device,
+            # The crops' buffers are reused (SharedRing's rule): iter_from resizes
+            # (or the DataLoader pins) them on receipt, never handing them on.
+            ring=SharedRing(prefetch + 2) if resize_on_device else None,
         )  # fmt: skip
         self.resize_on_device = resize_on_device
         self.batch_size, self.seed, self.repeats = batch_size, seed, repeats
@@ -260,9 +316,7 @@ class StreamLoader:
                 self.dataset,
                 batch_sampler=self._sampler,
                 num_workers=self.workers,
-                # Only crops use the ring: iter_from resizes (or the DataLoader pins)
-                # them on receipt (SharedRing's rule); images go to the caller.
-                collate_fn=functools.partial(collate, ring=SharedRing(self.prefetch + 2)),
+                collate_fn=collate,
                 pin_memory=self.device.type == "cuda",
                 prefetch_factor=self.prefetch if self.workers else None,
                 persistent_workers=self.workers > 0,

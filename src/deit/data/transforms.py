@@ -4,7 +4,9 @@ Each takes a file path (or its bytes, ``data=``) and returns a uint8 tensor
 3×size×size; the random one takes its numpy generator, so the caller decides
 what seeds it (:mod:`deit.data.stream`: seed, epoch and position in the
 epoch's order). :func:`train_crop` stops before the resize, for a device
-that resizes whole batches (:func:`deit.data.resize.resize_crops`).
+that resizes whole batches (:func:`deit.data.resize.resize_crops`); it is
+:func:`plan_crop` (box and scale from the header) then :func:`decode_crop`,
+so a batch can place its crops before decoding them.
 
 Decoding is the cost, so it is cut where the view allows: a JPEG is decoded
 by libjpeg-turbo (:mod:`deit.data.decode`) at 1/2, 1/4 or 1/8 scale, in the
@@ -19,6 +21,7 @@ preprocess) use the same resize.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,6 +29,7 @@ from numpy.random import Generator
 from PIL import Image
 
 from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
+from deit.data.layout import DataError
 from deit.data.resize import resize_uint8
 
 Ratio = tuple[float, float]
@@ -77,37 +81,72 @@ def random_resized_crop(
     return Image.fromarray(resize_uint8(crop, size, size).permute(1, 2, 0).numpy())
 
 
-def train_crop(
+class CropPlan(NamedTuple):
+    """A training crop decided from its file's header, nothing decoded yet (:func:`plan_crop`)."""
+
+    path: str
+    data: bytes  # the file's bytes
+    box: tuple[int, int, int, int]  # left, top, w, h in the original's pixels
+    reduction: int  # the JPEG is decoded at 1/reduction
+    original: tuple[int, int]  # the header's (width, height)
+    shape: tuple[int, int, int]  # the crop's h×w×3 at the decoded scale
+
+
+def plan_crop(
     path: str, size: int, rng: Generator, scale: Ratio = SCALE, ratio: Ratio = RATIO,
     *, data: bytes | None = None,
-) -> np.ndarray:  # fmt: skip
-    """The training crop of the image at ``path``, not yet resized: uint8 h×w×3 at decoded scale.
+) -> CropPlan:  # fmt: skip
+    """:func:`train_crop`'s decisions, made before decoding: the box, the DCT scale, the shape.
 
-    The box is drawn by :func:`crop_params` from the header's size (nothing
-    decoded yet), so it depends only on ``rng`` and the file. A JPEG is then
-    decoded at 1/2, 1/4 or 1/8 scale (in the DCT, libjpeg-turbo) when the box
-    keeps at least ``size`` pixels on its short side at that scale, and the
-    box is cut at that scale, its edges rounded to whole decoded pixels.
+    The box is drawn by :func:`crop_params` from the header's size, so it
+    depends only on ``rng`` and the file. A JPEG is decoded at 1/2, 1/4 or
+    1/8 scale (in the DCT, libjpeg-turbo) when the box keeps at least
+    ``size`` pixels on its short side at that scale. Knowing every crop's
+    shape first lets a batch lay its crops out in one buffer and decode each
+    straight into place (:class:`deit.data.stream.ImageStream`).
     ``data``: the file's bytes if already read (``path`` then only names it).
-    Raises DataError naming the file when it cannot be decoded.
+    Raises DataError naming the file when it cannot be read or parsed.
     """
-    return _crop_view(path, size, rng, scale, ratio, data).copy()
-
-
-def _crop_view(
-    path: str, size: int, rng: Generator, scale: Ratio, ratio: Ratio, data: bytes | None
-) -> np.ndarray:
-    """:func:`train_crop`'s crop: a view of this thread's scratch decode, valid until the next."""
     data = read_file(path) if data is None else data
     header = image_size(data, path)
     if header is None:  # not parsed: decode_rgb raises the DataError saying why
         image = decode_rgb(data, path)
         header = image.shape[1], image.shape[0]
     width, height = header
-    left, top, w, h = crop_params(width, height, rng, scale, ratio)
-    s = jpeg_reduction(data, min(w, h) / size)
-    image = decode_rgb(data, path, s, scratch=True)
-    return cut(image, (left, top, w, h), s, header)
+    box = crop_params(width, height, rng, scale, ratio)
+    s = jpeg_reduction(data, min(box[2], box[3]) / size)
+    decoded = np.broadcast_to(np.uint8(0), (-(-height // s), -(-width // s), 3))  # no memory
+    return CropPlan(path, data, box, s, header, cut(decoded, box, s, header).shape)
+
+
+def decode_crop(plan: CropPlan) -> np.ndarray:
+    """The planned crop, uint8 h×w×3: a view of this thread's scratch decode, valid until the next.
+
+    Raises DataError naming the file when it cannot be decoded, or decodes
+    to another size than its header gave (the crop would not be the planned one).
+    """
+    image = decode_rgb(plan.data, plan.path, plan.reduction, scratch=True)
+    crop = cut(image, plan.box, plan.reduction, plan.original)
+    if crop.shape != plan.shape:
+        width, height = plan.original
+        raise DataError(
+            f"cannot decode {plan.path}: its header says {width}×{height}, it decodes to "
+            f"{image.shape[1] * plan.reduction}×{image.shape[0] * plan.reduction}"
+        )
+    return crop
+
+
+def train_crop(
+    path: str, size: int, rng: Generator, scale: Ratio = SCALE, ratio: Ratio = RATIO,
+    *, data: bytes | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The training crop of the image at ``path``, not yet resized: uint8 h×w×3 at decoded scale.
+
+    :func:`plan_crop` then :func:`decode_crop`, copied out of the scratch
+    buffer (the box's edges rounded to whole decoded pixels). Raises
+    DataError naming the file when it cannot be decoded.
+    """
+    return decode_crop(plan_crop(path, size, rng, scale, ratio, data=data)).copy()
 
 
 def cut(
@@ -141,7 +180,8 @@ def train_image(
     largest DCT reduction the box allows) resized by :func:`resize_uint8`
     (Pillow's antialiased bicubic, torch's uint8 kernel).
     """
-    return resize_uint8(_crop_view(path, size, rng, scale, ratio, data), size, size)
+    plan = plan_crop(path, size, rng, scale, ratio, data=data)
+    return resize_uint8(decode_crop(plan), size, size)
 
 
 def eval_image(
