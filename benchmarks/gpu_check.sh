@@ -7,13 +7,20 @@
 #      augmentation, bf16) on the full CIFAR-10: its img/s and test accuracy per head;
 #   3. that epoch's achieved GFLOP/s (its img/s × the bench's GFLOP per image of the student's
 #      training step; the teacher's work not counted) as a share of the bf16 ceiling (target
-#      >= 40 %), and what the 20-epoch seed table (five students) costs in GPU-minutes.
+#      >= 40 %), and what the 20-epoch seed table (five students) costs in GPU-minutes;
+#   4. the image-folder and shard loaders' GPU path (benchmarks/gpu_resize_check.py): the
+#      device's resize against the workers', on a 1,000-image ImageNet-like folder at 224 px.
 #
 # Usage (from the repository root, with `deit` installed as the README says):
 #   bash benchmarks/gpu_check.sh [DATA_DIR]        # DATA_DIR default: $DEIT_DATA, ../shared/data
-# Results go to $OUT (default /tmp/deit-gpu-check): bench.md, bench.json, seed-epoch/.
+# Results go to $OUT (default /tmp/deit-gpu-check): bench.md, bench.json, seed-epoch/,
+# folder/ and shards/.
 # DEVICE=cpu EPOCH_SETS="train_size=512 test_size=256" runs the same steps on a CPU, small:
-# the test suite does that so the script cannot rot while no GPU is at hand.
+# the test suite does that (with LOADER_CHECK=0: step 4's script has its own dry-run tests,
+# tests/test_shards.py) so the script cannot rot while no GPU is at hand. FOLDER_FLAGS,
+# SHARD_FLAGS and LOADER_FLAGS replace step 4's export and check arguments, e.g.
+# FOLDER_FLAGS="--classes 2 --train-per-class 8 --val-per-class 2" SHARD_FLAGS="--per-shard 5"
+# LOADER_FLAGS="--workers 1 --batch 8 --size 64" for a quick run on a CPU.
 set -euo pipefail
 
 DATA_DIR=${1:-${DEIT_DATA:-../shared/data}}
@@ -65,3 +72,19 @@ print(f"achieved {achieved:.0f} GFLOP/s of the student's step = {100 * share:.1f
 minutes = 5 * 20 * epoch["seconds"] / 60
 print(f"20-epoch seed table (5 students x 20 epochs at this speed): {minutes:.1f} GPU-minutes")
 EOF
+
+if [ "${LOADER_CHECK:-1}" = 0 ]; then exit 0; fi
+echo "== 4. the streaming loaders' GPU path (workers decode and crop, the GPU resizes)"
+# An ImageNet-like folder from CIFAR (~500x375 JPEGs) and its shards; each loader's device
+# resize against the same loader resizing in its workers: labels, bits, img/s.
+# shellcheck disable=SC2086
+python -m deit.data.export imagenet-like --data-dir "$DATA_DIR" --out "$OUT/folder" \
+    --workers "$(nproc)" ${FOLDER_FLAGS:---classes 10 --train-per-class 100 --val-per-class 20}
+python -m deit.data.export shards --from "$OUT/folder" --out "$OUT/shards" \
+    ${SHARD_FLAGS:---per-shard 100}
+# shellcheck disable=SC2086
+python benchmarks/gpu_resize_check.py --root "$OUT/folder" --device "$DEVICE" \
+    ${LOADER_FLAGS:---workers 4}
+# shellcheck disable=SC2086
+python benchmarks/gpu_resize_check.py --root "$OUT/folder" --shards "$OUT/shards" \
+    --device "$DEVICE" ${LOADER_FLAGS:---workers 4}

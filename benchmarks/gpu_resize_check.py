@@ -1,8 +1,10 @@
-"""The GPU path of the folder loader, checked on a GPU: workers decode and crop, the device resizes.
+"""The GPU path of the streaming loaders, on a GPU: workers decode and crop, the device resizes.
 
 For a session that is lent a GPU (about a minute, plus the folder's export): on an
 ImageNet-like folder at 224 px, ``StreamLoader(device="cuda")`` (``resize_on_device`` by
-default there) against the same loader resizing in the workers (``resize_on_device=False``):
+default there), or with ``--shards DIR`` a ``ShardLoader`` over that folder's shards
+(``python -m deit.data.export shards``), against the same loader resizing in the workers
+(``resize_on_device=False``):
 
 1. the same labels in the same order, uint8 B×3×224×224 on the GPU, images within half a
    grey level of the workers' uint8 resize on average (float32 on the GPU vs uint8 on the CPU);
@@ -11,7 +13,7 @@ default there) against the same loader resizing in the workers (``resize_on_devi
 
 ``--device cpu`` runs the same on the CPU (the device path forced): a dry run of the script.
 
-    python benchmarks/gpu_resize_check.py --root ROOT [--workers 4] [--device cuda]
+    python benchmarks/gpu_resize_check.py --root ROOT [--shards DIR] [--workers 4] [--device cuda]
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import time
 import torch
 
 from deit.data.folder import scan_folder
+from deit.data.shard_loader import ShardLoader
+from deit.data.shards import find_shards
 from deit.data.stream import StreamLoader
 
 
-def epoch(loader: StreamLoader, device: torch.device) -> tuple[list, float]:
+def epoch(loader: StreamLoader | ShardLoader, device: torch.device) -> tuple[list, float]:
     """One epoch's batches (moved to the CPU for comparing) and its img/s."""
     start = time.perf_counter()
     batches = list(loader)
@@ -38,18 +42,24 @@ def epoch(loader: StreamLoader, device: torch.device) -> tuple[list, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="an ImageNet-like folder")
+    parser.add_argument("--shards", help="its shards' folder: check ShardLoader instead")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    samples = list(scan_folder(args.root).train)
+    if args.shards:
+        samples = find_shards(args.shards, "train")
+        make = ShardLoader
+    else:
+        samples = list(scan_folder(args.root).train)
+        make = StreamLoader
     common = dict(size=args.size, seed=3, workers=args.workers, device=device)
-    gpu = StreamLoader(samples, args.batch, resize_on_device=True, **common)
-    cpu = StreamLoader(samples, args.batch, resize_on_device=False, **common)
+    gpu = make(samples, args.batch, resize_on_device=True, **common)
+    cpu = make(samples, args.batch, resize_on_device=False, **common)
     assert gpu.resize_on_device and (
-        device.type != "cuda" or StreamLoader(samples, args.batch, **common).resize_on_device
+        device.type != "cuda" or make(samples, args.batch, **common).resize_on_device
     ), "resize_on_device is not the default"
     for loader in (gpu, cpu):  # warm-up: worker start, page cache, CUDA kernels
         epoch(loader, device)
@@ -61,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     same_bits = all(torch.equal(xa, xc) for (xa, _), (xc, _) in zip(a, again, strict=True))
     shape_ok = all(x.dtype == torch.uint8 and x.shape[1:] == (3, args.size, args.size)
                    for x, _ in a)  # fmt: skip
-    print(f"device {device}, {len(samples)} images, batch {args.batch}, {args.workers} workers")
+    print(f"{make.__name__} on {device}, {len(samples)} images, batch {args.batch}, "
+          f"{args.workers} workers")  # fmt: skip
     print(
         f"1. labels equal: {same_labels}; uint8 3x{args.size}x{args.size}: {shape_ok}; "
         f"mean |gpu - cpu resize| per batch: max {max(diffs):.3f} grey levels"

@@ -4,6 +4,7 @@ the rank split, exact resume, training from shards, and each failure as one line
 import functools
 import hashlib
 import http.server
+import importlib.util
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import tarfile
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from PIL import Image
 from deit.cli import main
 from deit.data.export import main as export_main
 from deit.data.folder import scan_folder
+from deit.data.layout import DataError
 from deit.data.shard_loader import ShardLoader, epoch_plan
 from deit.data.shards import ShardError, expand, find_shards, write_shards
 from deit.data.stream import StreamLoader
@@ -176,6 +179,66 @@ def test_a_resumed_epoch_is_bit_identical_with_any_number_of_workers(shards):
     assert len(rest) == 2
     for (images, labels), (again, again_labels) in zip(batches[2:], rest, strict=True):
         assert torch.equal(images, again) and torch.equal(labels, again_labels)
+
+
+def test_the_gpu_path_over_shards_is_exact_across_workers_and_resume(shards):
+    """Workers decode and crop, the loader resizes each batch (forced here on the CPU)."""
+    found = find_shards(str(shards), "train")
+    kwargs = dict(size=16, seed=5, buffer=3)
+    on_device = ShardLoader(found, 8, resize_on_device=True, **kwargs)
+    on_device.set_epoch(1)
+    batches = list(on_device)
+    resumed = ShardLoader(found, 8, resize_on_device=True, workers=2, **kwargs)
+    resumed.set_epoch(1)
+    rest = list(resumed.iter_from(2))
+    resumed.close()
+    for (images, labels), (again, again_labels) in zip(batches[2:], rest, strict=True):
+        assert torch.equal(images, again) and torch.equal(labels, again_labels)
+    in_workers = ShardLoader(found, 8, **kwargs)  # the same crops, resized in uint8 there
+    in_workers.set_epoch(1)
+    for (a, labels), (b, same_labels) in zip(batches, in_workers, strict=True):
+        assert a.dtype == torch.uint8 and a.shape == (8, 3, 16, 16)
+        assert torch.equal(labels, same_labels) and (a.float() - b.float()).abs().mean() < 0.5
+    with pytest.raises(ValueError, match="train crops"):
+        ShardLoader(found, 8, size=16, mode="eval", resize_on_device=True)
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_an_image_that_does_not_decode_is_named_or_skipped(folder, tmp_path, on_device):
+    root = tmp_path / "root"
+    shutil.copytree(folder, root)
+    truncated = root / "train" / "ant" / "0.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    (root / "train" / "bee" / "notes.jpg").write_text("not an image\n")
+    write_shards(root, tmp_path / "wds", per_shard=5)
+    found = find_shards(str(tmp_path / "wds"), "train")
+    loader = ShardLoader(found, 8, size=16, workers=2, resize_on_device=on_device)
+    with pytest.raises(DataError) as caught:
+        list(loader)
+    loader.close()
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("cannot decode ")
+    skipping = ShardLoader(found, 8, size=16, skip_bad=True, resize_on_device=on_device)
+    got = list(skipping)
+    ends = sorted(name.rsplit(":", 1)[1] for name in skipping.skipped)
+    assert ends == ["00000000.jpg", "00000024.jpg"]  # ant/0.jpg and bee/notes.jpg, each once
+    assert sum(len(labels) for _, labels in got) == 30  # 37 cut to 4 batches of 8, less 2
+    assert all(images.shape[0] == len(labels) for images, labels in got)
+
+
+@pytest.mark.parametrize("source", ["folder", "shards"])
+def test_the_gpu_resize_check_script_runs_on_a_cpu(folder, shards, source, capsys):
+    """benchmarks/gpu_resize_check.py's dry run, so it cannot rot while no GPU is lent."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_resize_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_resize_check", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--root", str(folder), "--device", "cpu", "--workers", "1", "--size", "16",
+            "--batch", "8"] + (["--shards", str(shards)] if source == "shards" else [])  # fmt: skip
+    assert script.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "OK"
+    assert out.startswith("ShardLoader" if source == "shards" else "StreamLoader")
 
 
 def test_a_run_from_shards_trains_on_exactly_the_folder_images(folder, shards, tmp_path):

@@ -23,6 +23,10 @@ their samples back in the plan's order. Each image's random crop is seeded by
 stopped mid-epoch resumes bit-identical, with any number of workers: each
 stream skips the shards whose samples were all used and reads, without
 decoding them, the used samples of the shards it resumes in.
+
+On a GPU (``resize_on_device``) the workers only decode and crop, as for an
+image folder (:mod:`deit.data.stream`): each chunk's crops cross in one
+shared buffer, and the device resizes each batch.
 """
 
 from __future__ import annotations
@@ -35,9 +39,20 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from deit.data.layout import DataError
+from deit.data.resize import resize_crops
 from deit.data.shards import ShardError, ShardSet, read_shard
 from deit.data.stream import MODES, _ignore_stop_signals
-from deit.data.transforms import RATIO, SCALE, Ratio, eval_image, plain_image, train_image
+from deit.data.transforms import (
+    RATIO,
+    SCALE,
+    CropPlan,
+    Ratio,
+    decode_packed,
+    eval_image,
+    plain_image,
+    plan_crop,
+    train_image,
+)
 
 STREAMS = 16
 """Shard streams per rank: the workers one rank can keep busy, and the shards it reads at once."""
@@ -153,12 +168,17 @@ class ShardStream(IterableDataset):
     persistent workers hold their own copy of this object. A chunk is
     ``(positions, images, labels, failures, fatal)``: ``failures`` lists
     ``(position, name, message)`` of images that did not decode; ``fatal`` is
-    the one line of a shard error, which ends the worker's part.
+    the one line of a shard error, which ends the worker's part. With
+    ``crop_only`` the images are training crops not yet resized, packed
+    into one shared buffer per chunk, ``(flat, shapes)``.
     """
 
-    def __init__(self, shards: ShardSet, order: dict, view: dict, limit: int, chunk: int):
+    def __init__(
+        self, shards: ShardSet, order: dict, view: dict, limit: int, chunk: int,
+        crop_only: bool = False,
+    ) -> None:  # fmt: skip
         self.shards, self.order, self.view = shards, order, view
-        self.limit, self.chunk = limit, chunk
+        self.limit, self.chunk, self.crop_only = limit, chunk, crop_only
         self.state = torch.zeros(2, dtype=torch.int64).share_memory_()
         self._plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -210,9 +230,9 @@ class ShardStream(IterableDataset):
             raise ShardError(f"{name}: label {label} is not one of the "
                              f"{len(self.shards.classes)} classes")  # fmt: skip
         draw = self.order["rank"] + position * self.order["world_size"]
+        view = dict(seed=self.order["seed"], epoch=epoch, draw=draw, **self.view)
         try:
-            image = sample_view(name, data, seed=self.order["seed"], epoch=epoch, draw=draw,
-                                **self.view)  # fmt: skip
+            image = (sample_plan if self.crop_only else sample_view)(name, data, **view)
         except DataError as err:
             return position, None, label, (name, str(err))
         return position, image, label, None
@@ -236,13 +256,35 @@ def sample_view(
     return plain_image(name, size, data=data)
 
 
+def sample_plan(
+    name: str, data: bytes, *, mode: str, size: int, seed: int, epoch: int, draw: int,
+    scale: Ratio = SCALE, ratio: Ratio = RATIO, crop_pct: float = 0.875,
+) -> CropPlan:  # fmt: skip
+    """:func:`sample_view`'s training crop, planned and not yet decoded (the device resizes)."""
+    if mode != "train":
+        raise ValueError(f"only train crops are resized on the device, not {mode!r} views")
+    rng = np.random.default_rng([seed, epoch, draw])
+    return plan_crop(name, size, rng, scale, ratio, data=data)
+
+
 def _chunk(items: list, fatal: str | None = None) -> tuple:
+    """Items ``(position, image or plan, label, failure)`` → the chunk a worker sends.
+
+    Images are stacked; crop plans decoded into one shared buffer
+    (:func:`~deit.data.transforms.decode_packed`), sent as ``(flat, shapes)``.
+    """
     good = [(p, image, label) for p, image, label, failure in items if failure is None]
-    images = torch.stack([image for _, image, _ in good]) if good else None
-    return (
-        [p for p, _, _ in good], images, [label for _, _, label in good],
-        [(p, *failure) for p, _, _, failure in items if failure is not None], fatal,
-    )  # fmt: skip
+    failures = [(p, *failure) for p, _, _, failure in items if failure is not None]
+    images = None
+    if good and isinstance(good[0][1], CropPlan):
+        flat, shapes, failed = decode_packed([plan for _, plan, _ in good])
+        failures += [(good[i][0], good[i][1].path, message) for i, message in failed]
+        bad = {i for i, _ in failed}
+        good = [item for i, item in enumerate(good) if i not in bad]
+        images = (flat, shapes)
+    elif good:
+        images = torch.stack([image for _, image, _ in good])
+    return [p for p, _, _ in good], images, [label for _, _, label in good], failures, fatal
 
 
 class ShardLoader:
@@ -254,7 +296,11 @@ class ShardLoader:
     listed in :attr:`skipped`). A shard that is missing or truncated, or a
     sample without its label, raises one-line ``DataError`` naming it, with
     or without ``skip_bad``. The order is :func:`epoch_plan`'s, with
-    ``buffer`` samples per stream's shuffle buffer.
+    ``buffer`` samples per stream's shuffle buffer. ``resize_on_device``
+    (default: train crops on a CUDA device), as for an image folder: the
+    workers only decode and crop, each chunk's crops cross in one buffer and
+    go to the device on arrival, and each batch is resized there
+    (:func:`~deit.data.resize.resize_crops`).
     """
 
     def __init__(
@@ -263,9 +309,15 @@ class ShardLoader:
         device: str | torch.device = "cpu", skip_bad: bool = False, scale: Ratio = SCALE,
         ratio: Ratio = RATIO, crop_pct: float = 0.875, prefetch: int = 2,
         shuffle: bool | None = None, drop_last: bool | None = None, buffer: int = 1000,
+        resize_on_device: bool | None = None,
     ) -> None:  # fmt: skip
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        device = torch.device(device)
+        if resize_on_device is None:
+            resize_on_device = mode == "train" and device.type == "cuda"
+        if resize_on_device and mode != "train":
+            raise ValueError(f"only train crops are resized on the device, not {mode!r} views")
         if len(shards.counts) < world_size:
             raise ValueError(f"{len(shards.counts)} shard(s) cannot give each of {world_size} "
                              f"ranks its own; write smaller shards")  # fmt: skip
@@ -273,7 +325,7 @@ class ShardLoader:
         self.seed, self.repeats, self.rank, self.world_size = seed, repeats, rank, world_size
         self.shuffle = mode != "eval" if shuffle is None else shuffle
         self.drop_last = mode != "eval" if drop_last is None else drop_last
-        self.device, self.skip_bad = torch.device(device), skip_bad
+        self.device, self.skip_bad, self.resize_on_device = device, skip_bad, resize_on_device
         self.workers, self.prefetch = workers, prefetch
         self.skipped: list[str] = []
         self.epoch = 0
@@ -281,7 +333,8 @@ class ShardLoader:
                  "buffer": buffer, "repeats": repeats}  # fmt: skip
         view = {"mode": mode, "size": size, "scale": scale, "ratio": ratio, "crop_pct": crop_pct}
         limit = batch_size if self.drop_last else 0
-        self.dataset = ShardStream(shards, order, view, limit, chunk=min(batch_size, 64))
+        self.dataset = ShardStream(shards, order, view, limit, chunk=min(batch_size, 64),
+                                   crop_only=resize_on_device)  # fmt: skip
         if len(self) == 0:
             raise ValueError(f"{len(shards)} images in {len(shards.counts)} shard(s) make no "
                              f"batch of {batch_size} on each of {world_size} rank(s) with "
@@ -335,6 +388,11 @@ class ShardLoader:
         batch: list[tuple] = []
         failure = None
         for positions, images, labels, failures, fatal in self._data_loader():
+            if self.resize_on_device and positions:  # a chunk's crops, packed: to the device
+                flat, shapes = images
+                flat = flat.to(self.device, non_blocking=self.device.type == "cuda")
+                pieces = flat.split(shapes.prod(1).mul(3).tolist())
+                images = list(zip(pieces, shapes.tolist(), strict=True))
             for i, p in enumerate(positions):
                 held[p] = (images[i], labels[i])
             for p, name, message in failures:
@@ -359,6 +417,11 @@ class ShardLoader:
 
     def _to_device(self, batch: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
         nb = self.device.type == "cuda"
-        images = torch.stack([image for image, _ in batch])
         labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
+        if self.resize_on_device:  # crops already on the device, from the chunks they came in
+            flat = torch.cat([pixels for (pixels, _), _ in batch])
+            shapes = torch.tensor([shape for (_, shape), _ in batch], dtype=torch.int64)
+            images = resize_crops(flat, shapes, self.size)
+        else:
+            images = torch.stack([image for image, _ in batch])
         return images.to(self.device, non_blocking=nb), labels.to(self.device, non_blocking=nb)

@@ -39,12 +39,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from deit.data.layout import DataError
 from deit.data.loader import check_batching, epoch_order, shard_size
-from deit.data.resize import SharedRing, pack_crops, resize_crops, shared_uint8
+from deit.data.resize import SharedRing, resize_crops, shared_uint8
 from deit.data.transforms import (
     RATIO,
     SCALE,
     Ratio,
-    decode_crop,
+    decode_packed,
     eval_image,
     plain_image,
     plan_crop,
@@ -136,7 +136,7 @@ class ImageStream(Dataset):
         """
         if not self.crop_only:
             return [self[key] for key in keys]
-        plans, labels, failures = [], [], []
+        planned, failures = [], []  # (position, plan, label); (position, path, message)
         for position, (index, epoch, draw) in enumerate(keys):
             path = self.path(index)
             try:
@@ -144,22 +144,14 @@ class ImageStream(Dataset):
             except DataError as err:
                 failures.append((position, path, str(err)))
                 continue
-            plans.append((position, plan, int(self.labels[index])))
-
-        def decoded():
-            for position, plan, label in plans:
-                try:
-                    crop = decode_crop(plan)
-                except DataError as err:
-                    failures.append((position, plan.path, str(err)))
-                    continue
-                labels.append(label)
-                yield crop
-
-        numel = sum(math.prod(plan.shape) for _, plan, _ in plans)
-        crops = pack_crops(decoded(), numel, self.ring or shared_uint8)
+            planned.append((position, plan, int(self.labels[index])))
+        flat, shapes, failed = decode_packed([p for _, p, _ in planned], self.ring or shared_uint8)
+        for i, message in failed:
+            failures.append((planned[i][0], planned[i][1].path, message))
+        bad = {i for i, _ in failed}
+        labels = [label for i, (_, _, label) in enumerate(planned) if i not in bad]
         return PackedCrops(
-            crops if labels else None,
+            (flat, shapes) if labels else None,
             torch.tensor(labels, dtype=torch.int64),
             [(path, message) for _, path, message in sorted(failures)],
         )

@@ -21,6 +21,7 @@ preprocess) use the same resize.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ from PIL import Image
 
 from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
 from deit.data.layout import DataError
-from deit.data.resize import resize_uint8
+from deit.data.resize import pack_crops, resize_uint8, shared_uint8
 
 Ratio = tuple[float, float]
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # DeiT's (timm's, torchvision's) crop ranges
@@ -134,6 +135,31 @@ def decode_crop(plan: CropPlan) -> np.ndarray:
             f"{image.shape[1] * plan.reduction}×{image.shape[0] * plan.reduction}"
         )
     return crop
+
+
+def decode_packed(
+    plans: Sequence[CropPlan], alloc: Callable[[int], torch.Tensor] = shared_uint8
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
+    """Planned crops decoded into one buffer: (flat, shapes, failures).
+
+    :func:`~deit.data.resize.pack_crops` of each :func:`decode_crop`, so
+    each crop is copied once, out of the scratch decode straight into its
+    place in a buffer of the plans' total size (``alloc``'s: shared memory
+    in a worker, or a :class:`~deit.data.resize.SharedRing`'s). A plan that
+    does not decode is left out and listed in ``failures`` as ``(its index
+    in plans, the one-line message)``.
+    """
+    failures = []
+
+    def decoded():
+        for i, plan in enumerate(plans):
+            try:
+                yield decode_crop(plan)
+            except DataError as err:
+                failures.append((i, str(err)))
+
+    flat, shapes = pack_crops(decoded(), sum(math.prod(plan.shape) for plan in plans), alloc)
+    return flat, shapes, failures
 
 
 def train_crop(
