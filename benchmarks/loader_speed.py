@@ -14,6 +14,9 @@ Images per second delivered into the training process at 224 px, from an ImageNe
   packed uint8 crops delivered, their resize (done by the GPU) not counted; with CUDA also
   ``ours, cuda resize``: the resized batches on the GPU, synchronised;
 - ``ours (Pillow decode)``: ``ours`` with simplejpeg switched off (the old decoder);
+- with ``--shards DIR`` (the folder written as WebDataset shards, ``python -m
+  deit.data.export shards``): ``ours, shards`` and ``ours, shards crops``, the same two paths
+  through ``ShardLoader``, ``--repeat`` epochs of the shards per measurement;
 - ``timm``: ``timm.data.create_loader`` over a ``timm.data.ImageDataset`` reading the same
   files, ``is_training=True``, bicubic, ``use_prefetcher=False``: ``timm default`` keeps
   create_loader's training transform (RRC + flip + ColorJitter 0.4 + ToTensor + Normalize,
@@ -48,8 +51,9 @@ import torch
 from PIL import features
 from torch.utils.data import DataLoader, Dataset
 
-from deit.data import decode, resize, stream, transforms
+from deit.data import decode, resize, shard_loader, stream, transforms
 from deit.data.folder import open_rgb, scan_folder
+from deit.data.shards import find_shards
 from deit.hardware import hardware
 
 REFERENCES = ("decode", "timm default", "timm rrc+flip uint8")
@@ -111,6 +115,30 @@ def ours(samples: list, batch: int, size: int, workers: int, way: str):
             count = sum(len(images) for images, _ in loader)
             if way == "cuda":
                 torch.cuda.synchronize()
+        return count
+
+    return epoch
+
+
+def shards_loader(root: str, batch: int, size: int, workers: int, way: str, repeat: int):
+    """ShardLoader, ``repeat`` epochs per call; ``way``: "cpu", or "crops" (the GPU path's
+    workers: the crops' trip to the device and their resize, a GPU's work, not counted)."""
+    loader = shard_loader.ShardLoader(find_shards(root, "train"), batch, size=size,
+                                      workers=workers, resize_on_device=way == "crops")  # fmt: skip
+    state = {"epoch": 0}
+
+    def count_only(self, batch: list) -> tuple:
+        return torch.empty(len(batch)), None
+
+    def epoch() -> int:
+        count = 0
+        with contextlib.ExitStack() as stack:
+            if way == "crops":
+                stack.enter_context(_patched(shard_loader.ShardLoader, "_to_device", count_only))
+            for _ in range(repeat):
+                state["epoch"] += 1
+                loader.set_epoch(state["epoch"])
+                count += sum(len(images) for images, _ in loader)
         return count
 
     return epoch
@@ -205,6 +233,9 @@ def build(args, samples: list, root: str) -> tuple[dict, bool]:
         if torch.cuda.is_available():
             variants[("ours, cuda resize", n)] = ours(samples, b, s, n, "cuda")
         variants[("ours (Pillow decode)", n)] = ours(samples, b, s, n, "pillow")
+        if args.shards:
+            for name, way in (("ours, shards", "cpu"), ("ours, shards crops", "crops")):
+                variants[(name, n)] = shards_loader(args.shards, b, s, n, way, args.repeat)
         for name, reduced in (("timm default", False), ("timm rrc+flip uint8", True)):
             fn = None if timm_missing else timm_loader(samples, root, b, s, n, reduced)
             timm_missing = fn is None
@@ -303,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (as in workers)")
     parser.add_argument("--no-timm", action="store_true", help="skip timm even if installed")
+    parser.add_argument("--shards", metavar="DIR", help="ROOT written as shards: time them too")
     parser.add_argument("--json", metavar="OUT", help="write every measurement here")
     parser.add_argument("--markdown", metavar="OUT", help="write the tables here")
     args = parser.parse_args(argv)

@@ -14,7 +14,8 @@
 # val JPEGs each, ~500x375). GRAIN (default 0) adds that much grain to every image, for
 # files as large as photos (20: about 100 KB, near ImageNet's 110 KB average; the plain
 # ones are ~26 KB): the folder is then /tmp/deit-inet-bench-grainGRAIN and the report's
-# names end in -grainGRAIN. PYTHON picks the interpreter: for the timm rows, one whose
+# names end in -grainGRAIN. SHARDS=1 writes ROOT-shards (100 per shard) if missing and times
+# ShardLoader's two paths over them too. PYTHON picks the interpreter: for the timm rows, one whose
 # environment has timm and torchvision besides `pip install -e .` of this checkout.
 # Takes about 3 minutes on a 2-core CPU without timm, 5-6 with it.
 set -euo pipefail
@@ -29,6 +30,11 @@ OUT=benchmarks/loader
 mkdir -p "$OUT"
 [ -d "$ROOT/train" ] || "$PYTHON" -m deit.data.export imagenet-like --data-dir "$DATA_DIR" \
     --out "$ROOT" --train-per-class 100 --val-per-class 20 --classes 10 --grain "$GRAIN"
+if [ "${SHARDS:-0}" = 1 ]; then  # the folder as shards too: ShardLoader's rows
+    [ -e "$ROOT-shards/info.json" ] || "$PYTHON" -m deit.data.export shards --from "$ROOT" \
+        --out "$ROOT-shards" --per-shard 100
+    set -- --shards "$ROOT-shards" "$@"
+fi
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (a quiet machine reads < 0.3)"
 kind=$("$PYTHON" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 name=$OUT/$kind-$(date -u +%Y-%m-%d)$SUFFIX
