@@ -1,8 +1,13 @@
-"""What the machine record says, and the warning for bfloat16 without bfloat16 units."""
+"""The machine record, the warning for bfloat16 without bfloat16 units, the cores to use."""
+
+import os
 
 import torch
 
 from deit import hardware
+from deit.config import TrainConfig
+from deit.hardware import usable_cores
+from deit.inputs import workers
 
 CPU = torch.device("cpu")
 
@@ -37,3 +42,15 @@ def test_warning_names_each_emulated_bf16_field(monkeypatch):
 def test_no_warning_where_bf16_is_fast(monkeypatch):
     monkeypatch.setattr(hardware, "fast_bf16", lambda device: True)
     assert hardware.bf16_warning(True, True, CPU) is None
+
+
+def test_usable_cores_are_the_affinity_shared_among_the_local_ranks(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert usable_cores() == 16  # one process: every core it may run on
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert usable_cores() == 2  # 8 torchrun ranks on this machine: 2 each
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert usable_cores() == 1  # never none
+    config = TrainConfig(workers=-1)
+    assert workers(config) == 1 and workers(TrainConfig(workers=3)) == 3

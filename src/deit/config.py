@@ -41,7 +41,7 @@ class TrainConfig:
     dataset: str = "cifar10"  # cifar10, cifar100, folder (ImageNet layout: data_dir) or shards
     data_dir: str | None = None  # where the data set is (a folder's root); None: $DEIT_DATA
     download: bool = True  # fetch CIFAR when it is missing
-    workers: int = -1  # folder data: decoding processes; -1: one per core, 0: in the training one
+    workers: int = -1  # folder data: decoding processes; -1: one per core (a rank's share), 0: none
     train_crop: str = "random_resized"  # folder data: DeiT's crop, or none (resize; padded crop)
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # area range of the random-resized crop
     eval_crop_pct: float = 0.875  # folder evaluation: short side to size/this, central crop

@@ -9,7 +9,6 @@ single prediction, optionally with test-time augmentation.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from deit.config import TrainConfig, config_from_dict
 from deit.data import load_cifar, scan_folder
 from deit.decode_once import decode_all
 from deit.distributed import World
+from deit.hardware import usable_cores
 from deit.inputs import load_inputs
 from deit.models import create_model
 from deit.models.deit import VisionTransformer
@@ -69,7 +69,7 @@ def _teacher_test_set(path: Path, teacher, data_dir: str | None, download: bool)
         config = load_checkpoint(path).get("config") or {}
     dataset, data_dir = config.get("dataset", "cifar10"), data_dir or config.get("data_dir")
     if dataset == "folder":
-        return decode_all(scan_folder(data_dir).val, teacher.img_size, workers=os.cpu_count() or 1)
+        return decode_all(scan_folder(data_dir).val, teacher.img_size, workers=usable_cores())
     data = load_cifar(dataset, data_dir, download=download)
     return data.test_images, data.test_labels
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,23 @@ def hardware(world: Any = None) -> dict[str, Any]:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         found |= {"device": name, "processes": world.world_size}
     return found
+
+
+def usable_cores() -> int:
+    """The cores this process should keep busy: its share of the cores it may run on.
+
+    The cores in its CPU affinity (what a container's or a batch scheduler's
+    cpuset allows, where ``os.cpu_count`` counts the whole host), divided
+    among the processes torchrun started on this machine
+    (``LOCAL_WORLD_SIZE``): 8 ranks on 64 cores get 8 each, not 64 each.
+    At least 1. The default for every pool of decoding workers.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    return max(1, cores // max(1, local))
 
 
 def fast_bf16(device: torch.device) -> bool:

@@ -37,6 +37,7 @@ from deit.data.augment import dataset_stats, normalize, resize
 from deit.data.stream import StreamLoader
 from deit.data.transforms import eval_crop, plain_resize, to_tensor
 from deit.evaluation import rebuild_student
+from deit.hardware import usable_cores
 from deit.inputs import normalization
 from deit.models.deit import HEADS, VisionTransformer
 from deit.models.state_dicts import load_weights
@@ -289,7 +290,7 @@ def predictions(
     model, preprocess, classes = load(checkpoint, head=head, download=download)
     files = find_images(paths)
     if workers is None:
-        workers = (os.cpu_count() or 1) if len(files) >= 256 else 0
+        workers = usable_cores() if len(files) >= 256 else 0
     return _classify(model, preprocess, classes, files, min(topk, len(classes)),
                      batch_size, workers, skip_bad, progress)  # fmt: skip
 

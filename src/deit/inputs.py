@@ -24,7 +24,6 @@ once and kept.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +53,7 @@ from deit.data.subsets import (
 )
 from deit.decode_once import Batches, DecodeOnce, Samples
 from deit.distributed import World
+from deit.hardware import usable_cores
 
 # Evaluation batches of 64: on a CPU larger ones spill a student's activations out of cache
 # (micro and DeiT-Ti at patch 4 evaluate 1.6x as fast as at 500, same logits bit for bit:
@@ -239,8 +239,13 @@ def subset(samples: Samples, size: int) -> Samples:
 
 
 def workers(config: TrainConfig) -> int:
-    """Loader processes: ``workers``, where -1 means one per core."""
-    return (os.cpu_count() or 1) if config.workers < 0 else config.workers
+    """Loader processes: ``workers``, where -1 means one per core of this process's share.
+
+    The share is :func:`~deit.hardware.usable_cores`: under torchrun the
+    ranks on one machine split its cores instead of each starting one
+    worker per core of the whole machine.
+    """
+    return usable_cores() if config.workers < 0 else config.workers
 
 
 def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:

@@ -26,7 +26,13 @@ from deit.config import ConfigError
 from deit.data import BatchLoader
 from deit.decode_once import decode_all
 from deit.distributed import World, pick_device
-from deit.inputs import cifar_splits, folder_selection, full_train_size, train_set_record
+from deit.inputs import (
+    cifar_splits,
+    folder_selection,
+    full_train_size,
+    train_set_record,
+    workers,
+)
 from deit.models.cnn import fastcnn_flops, param_count, teacher_spec
 from deit.models.teachers import evaluate_teacher
 from deit.rundir import RunDir, RunInterrupted, StopOnSignal, open_run
@@ -213,8 +219,7 @@ def _load(config: TeacherConfig):
         train, test = (data.train_images, data.train_labels), (data.test_images, data.test_labels)
         return data.classes, train, test, train_set_record(config, kept)
     classes, train, test, kept = folder_selection(config)
-    workers = (os.cpu_count() or 1) if config.workers < 0 else config.workers
-    decoded = (decode_all(s, config.img_size, workers) for s in (train, test))
+    decoded = (decode_all(s, config.img_size, workers(config)) for s in (train, test))
     return classes, *decoded, train_set_record(config, kept)
 
 

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from deit.data.layout import DataError
+from deit.hardware import usable_cores
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "check_folder", "open_rgb", "scan_folder"]
 
@@ -208,12 +209,12 @@ def check_folder(
 ) -> list[tuple[str, str]]:
     """Decode every image of both splits with `open_rgb`; return (path, reason) of each failure.
 
-    ``workers`` processes decode in chunks (0: one per CPU; 1: in this process); the
+    ``workers`` processes decode in chunks (0: one per usable core; 1: in this process); the
     failures come back in scan order (train, then val). ``progress`` shows a tqdm bar on
     stderr.
     """
     paths = [path for path, _ in folder.train + folder.val]
-    workers = min(workers or os.cpu_count() or 1, max(len(paths), 1))
+    workers = min(workers or usable_cores(), max(len(paths), 1))
     bar = tqdm(
         total=len(paths), desc="checking images", unit="img", file=sys.stderr,
         disable=not progress, mininterval=0.5, dynamic_ncols=True,
