@@ -24,6 +24,7 @@ once and kept.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -222,10 +223,10 @@ def folder_selection(config) -> tuple[tuple[str, ...], Samples, Samples, list[in
 def _hold_out(samples: Samples, num_classes: int) -> tuple[Samples, Samples]:
     """Split a seeded tenth of every class off ``samples``: (the rest, the held-out part)."""
     order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
-    held: set[int] = set()
-    for c in range(num_classes):
-        members = [i for i in order if samples[i][1] == c]
-        held.update(members[: len(members) // 10])
+    members: list[list[int]] = [[] for _ in range(num_classes)]  # each class in that order
+    for i in order:
+        members[samples[i][1]].append(i)
+    held = {i for own in members for i in own[: len(own) // 10]}
     keep = tuple(s for i, s in enumerate(samples) if i not in held)
     return keep, tuple(s for i, s in enumerate(samples) if i in held)
 
@@ -248,9 +249,27 @@ def workers(config: TrainConfig) -> int:
     return usable_cores() if config.workers < 0 else config.workers
 
 
+def same_listing(world: World, root: str, *parts: Samples) -> None:
+    """Raise DataError unless every rank listed the same files of ``root`` (the same order too).
+
+    Each rank scans the folder itself; on a shared file system a file added
+    or removed while they scan would otherwise give ranks different samples
+    under the same indices, silently.
+    """
+    if not world.distributed:
+        return
+    digest = hashlib.sha1(repr(parts).encode()).hexdigest()
+    digests = world.gather(digest)
+    if len(set(digests)) > 1:
+        other = next(r for r, d in enumerate(digests) if d != digests[0])
+        raise DataError(f"{root}: rank {other} listed other files than rank 0 (did files change "
+                        f"while the ranks scanned it?)")  # fmt: skip
+
+
 def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     """Streamed training batches and (cached when small) evaluation batches of a folder."""
     classes, train_samples, eval_samples, kept = folder_selection(config)
+    same_listing(world, config.data_dir, classes, train_samples, eval_samples)
     size, rrc = config.img_size, config.train_crop == "random_resized"
     common = {"size": size, "rank": world.rank, "world_size": world.world_size,
               "workers": workers(config), "device": world.device}  # fmt: skip
