@@ -29,6 +29,52 @@ def test_without_torchrun_a_session_is_a_world_of_one(monkeypatch):
         assert world.gather({"a": 1}) == [{"a": 1}]
 
 
+def _from_main_in_two_ranks(rank: int, port: int, results) -> None:
+    """One of two forked gloo ranks: what ``World.from_main`` gives it, or the error it raises."""
+    import torch.distributed as dist
+
+    from deit.data import DataError
+    from deit.distributed import World
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)  # fmt: skip
+    world = World(rank, 2)
+    try:
+        listing = world.from_main(lambda: [f"listed by rank {rank}"])
+
+        def missing():
+            raise DataError(f"DIR does not exist (rank {rank} looked)")
+
+        try:
+            world.from_main(missing)
+            error = None
+        except DataError as err:
+            error = str(err)
+        results.put((rank, listing, error))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_from_main_gives_every_rank_rank_zeros_result_or_its_error():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("fork")
+    results = context.Queue()
+    procs = [context.Process(target=_from_main_in_two_ranks, args=(r, port, results))
+             for r in (0, 1)]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    got = sorted(results.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+    assert got == [(r, ["listed by rank 0"], "DIR does not exist (rank 0 looked)") for r in (0, 1)]
+
+
 def test_cuda_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from deit.config import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,28 @@ class World:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def from_main(self, find: Callable[[], T]) -> T:
+        """``find()`` run on rank 0 only, its result (or its exception) given to every rank.
+
+        For what every rank must agree on and is costly to find: the listing
+        of a folder on a shared file system (ranks that scanned it each
+        would read its metadata as many times, and could disagree if files
+        changed meanwhile). The result must be picklable.
+        """
+        if not self.distributed:
+            return find()
+        box: list[Any] = [None]
+        if self.is_main:
+            try:
+                box[0] = (find(), None)
+            except Exception as err:  # every rank raises it, no rank waits forever
+                box[0] = (None, err)
+        dist.broadcast_object_list(box, src=0, device=self._comm_device)
+        found, err = box[0]
+        if err is not None:
+            raise err
+        return found
 
     def barrier(self) -> None:
         """Wait until every rank arrives here."""

@@ -24,7 +24,6 @@ once and kept.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -249,27 +248,12 @@ def workers(config: TrainConfig) -> int:
     return usable_cores() if config.workers < 0 else config.workers
 
 
-def same_listing(world: World, root: str, *parts: Samples) -> None:
-    """Raise DataError unless every rank listed the same files of ``root`` (the same order too).
-
-    Each rank scans the folder itself; on a shared file system a file added
-    or removed while they scan would otherwise give ranks different samples
-    under the same indices, silently.
-    """
-    if not world.distributed:
-        return
-    digest = hashlib.sha1(repr(parts).encode()).hexdigest()
-    digests = world.gather(digest)
-    if len(set(digests)) > 1:
-        other = next(r for r, d in enumerate(digests) if d != digests[0])
-        raise DataError(f"{root}: rank {other} listed other files than rank 0 (did files change "
-                        f"while the ranks scanned it?)")  # fmt: skip
-
-
 def _folder_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     """Streamed training batches and (cached when small) evaluation batches of a folder."""
-    classes, train_samples, eval_samples, kept = folder_selection(config)
-    same_listing(world, config.data_dir, classes, train_samples, eval_samples)
+    # Rank 0 lists the folder, the others take its listing: one scan of a shared file
+    # system, and every rank the same samples under the same indices.
+    selection = world.from_main(lambda: folder_selection(config))
+    classes, train_samples, eval_samples, kept = selection
     size, rrc = config.img_size, config.train_crop == "random_resized"
     common = {"size": size, "rank": world.rank, "world_size": world.world_size,
               "workers": workers(config), "device": world.device}  # fmt: skip
@@ -316,7 +300,9 @@ def _shard_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     The classes come from the training shards (their info file, else their
     labels); the evaluation shards must use the same classes.
     """
-    train_set, val_set = find_shards(config.data_dir, "train"), find_shards(config.data_dir, "val")
+    train_set, val_set = world.from_main(
+        lambda: (find_shards(config.data_dir, "train"), find_shards(config.data_dir, "val"))
+    )  # rank 0 reads the info file (or counts the shards), every rank uses what it found
     if val_set.classes != train_set.classes[: len(val_set.classes)]:
         raise DataError(f"{config.data_dir}: the val shards' classes are not the train shards'")
     val_set = dataclasses.replace(val_set, classes=train_set.classes)
