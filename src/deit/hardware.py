@@ -1,4 +1,4 @@
-"""What machine a run used, recorded in every summary so numbers can be compared."""
+"""The machine a run uses: what every summary records of it, and the cores a process should use."""
 
 from __future__ import annotations
 
