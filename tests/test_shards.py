@@ -26,7 +26,8 @@ from deit.cli import main
 from deit.data.export import main as export_main
 from deit.data.folder import scan_folder
 from deit.data.layout import DataError
-from deit.data.shard_loader import ShardLoader, epoch_plan
+from deit.data.shard_loader import ShardLoader
+from deit.data.shard_order import epoch_plan
 from deit.data.shards import ShardError, expand, find_shards, write_shards
 from deit.data.stream import StreamLoader
 
