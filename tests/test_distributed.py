@@ -50,7 +50,15 @@ def _from_main_in_two_ranks(rank: int, port: int, results) -> None:
             error = None
         except DataError as err:
             error = str(err)
-        results.put((rank, listing, error))
+
+        def unpicklable():
+            raise ValueError(lambda: rank)  # a lambda cannot cross to the other rank
+
+        try:
+            world.from_main(unpicklable)
+        except RuntimeError as err:  # every rank gets its text instead
+            odd = str(err).split(" at ")[0]
+        results.put((rank, listing, error, odd))
     finally:
         dist.destroy_process_group()
 
@@ -72,7 +80,10 @@ def test_from_main_gives_every_rank_rank_zeros_result_or_its_error():
     got = sorted(results.get(timeout=60) for _ in procs)
     for proc in procs:
         proc.join(timeout=30)
-    assert got == [(r, ["listed by rank 0"], "DIR does not exist (rank 0 looked)") for r in (0, 1)]
+    error = "DIR does not exist (rank 0 looked)"
+    odd = "ValueError: <function _from_main_in_two_ranks"
+    assert [g[:3] for g in got] == [(r, ["listed by rank 0"], error) for r in (0, 1)]
+    assert all(g[3].startswith(odd) for g in got), got
 
 
 def test_cuda_without_a_gpu_is_a_clear_error():

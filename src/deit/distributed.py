@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -86,7 +87,10 @@ class World:
             try:
                 box[0] = (find(), None)
             except Exception as err:  # every rank raises it, no rank waits forever
-                box[0] = (None, err)
+                box[0] = (
+                    None,
+                    err if _picklable(err) else RuntimeError(f"{type(err).__name__}: {err}"),
+                )
         dist.broadcast_object_list(box, src=0, device=self._comm_device)
         found, err = box[0]
         if err is not None:
@@ -102,6 +106,15 @@ class World:
     def _comm_device(self) -> torch.device:
         """Where collective tensors live: NCCL needs them on the GPU, gloo on the CPU."""
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _picklable(obj: object) -> bool:
+    """Whether ``obj`` survives pickling (what a broadcast needs)."""
+    try:
+        pickle.dumps(obj)
+    except Exception:
+        return False
+    return True
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
