@@ -198,7 +198,7 @@ def profile(samples: list, batch: int, size: int) -> dict[str, float]:
         crop = timed("crop", np.ascontiguousarray, view)
         items.append((timed("resize", resize.resize_uint8, crop, size, size), label, None))
         if len(items) == batch or k == len(samples) - 1:
-            timed("collate", stream.collate, items)
+            timed("collate", stream.stack_items, items)
             items = []
     return {stage: 1000 * seconds / len(samples) for stage, seconds in spent.items()}
 

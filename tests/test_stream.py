@@ -12,7 +12,7 @@ from deit.data.folder import open_rgb
 from deit.data.layout import DataError
 from deit.data.loader import BatchLoader, epoch_order
 from deit.data.resize import pack_crops, resize_uint8
-from deit.data.stream import ImageStream, StreamLoader, collate
+from deit.data.stream import ImageStream, StreamLoader
 from deit.data.transforms import (
     crop_params,
     decode_crop,
@@ -268,6 +268,15 @@ def test_skip_bad_drops_the_file_from_its_batch_and_lists_it(with_bad_files, wor
     assert len(loader.skipped) == 2
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_batches_kept_by_the_caller_survive_the_workers_reusing_their_buffers(samples, mode):
+    """Workers pack batches into a ring of prefetch + 2 reused buffers; what is yielded is not."""
+    one = StreamLoader(samples, 2, size=SIZE, mode=mode, seed=1)
+    two = StreamLoader(samples, 2, size=SIZE, mode=mode, seed=1, workers=2, prefetch=1)
+    kept = batches(two)  # 20 batches, 10 a worker: each worker's 3 buffers reused 3 times over
+    assert len(kept) == 20 and same_batches(kept, batches(one))
+
+
 def test_a_packed_batch_holds_each_crop_as_train_crop_cuts_it_and_failures_in_order(
     samples, with_bad_files, tmp_path
 ):
@@ -277,7 +286,7 @@ def test_a_packed_batch_holds_each_crop_as_train_crop_cuts_it_and_failures_in_or
     chosen = [truncated, samples[0], samples[1], (big, 3), text, samples[2], (big, 3)]
     stream = ImageStream(chosen, mode="train", size=SIZE, seed=3, crop_only=True)
     keys = [(i, 2, 100 + i) for i in range(len(chosen))]
-    (flat, shapes), labels, failures = collate(stream.__getitems__(keys))
+    (flat, shapes), labels, failures = stream.__getitems__(keys)
     one_by_one = [stream[key] for key in keys]  # train_crop, image by image
     good = [(image, label) for image, label, failure in one_by_one if failure is None]
     expected_flat, expected_shapes = pack_crops([image for image, _ in good])

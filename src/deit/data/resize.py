@@ -69,15 +69,16 @@ class SharedRing:
     Called like :func:`shared_uint8`; a slot grows (one fresh buffer, with an
     eighth to spare) when a batch needs more than it holds.
 
-    Only for batches the training process reads at once and drops: a slot is
-    written again ``slots`` batches of this worker later, so every batch must
-    have been read before the worker is that far ahead. A DataLoader hands
-    tasks round-robin and at most ``prefetch_factor`` per worker ahead of
-    the batch its caller takes, so ``prefetch_factor + 2`` slots leave one
-    batch to spare where the caller reads each batch before the next
-    (:class:`~deit.data.stream.StreamLoader`'s crops: resized, or pinned by
-    the DataLoader, on receipt, never handed on). Outside a worker it
-    allocates like :func:`shared_uint8` (private memory, nothing reused).
+    Only for batches the training process reads at once: a slot is written
+    again ``slots`` batches of this worker later, so every batch must have
+    been read before the worker is that far ahead. A map-style DataLoader
+    hands tasks round-robin and at most ``prefetch_factor`` per worker ahead
+    of the batch its caller takes, so ``prefetch_factor + 2`` slots leave
+    one batch to spare where the caller reads each batch before the next
+    (:class:`~deit.data.stream.StreamLoader`: crops resized, images copied
+    out, or either pinned by the DataLoader, on receipt; never handed on).
+    Outside a worker it allocates like :func:`shared_uint8` (private memory,
+    nothing reused).
     """
 
     def __init__(self, slots: int) -> None:

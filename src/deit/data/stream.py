@@ -19,9 +19,11 @@ there instead (``resize_on_device``): the workers only decode and crop, and
 a batch crosses as one buffer of uint8 crops of mixed sizes
 (:func:`deit.data.resize.pack_crops`) that the device resizes
 (:func:`deit.data.resize.resize_crops`). A batch is assembled in shared
-memory in the worker, so it reaches the training process without a copy;
-the crops' buffers are reused from batch to batch
-(:class:`~deit.data.resize.SharedRing`), as they never leave this loader.
+memory in the worker, so it reaches the training process without a copy,
+in buffers each worker reuses from batch to batch
+(:class:`~deit.data.resize.SharedRing`): the loader resizes the crops,
+or copies the images out, as each batch arrives (on a GPU the
+DataLoader's pinning copies them), so none is handed on in a reused buffer.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -123,19 +125,20 @@ class ImageStream(Dataset):
             return None, -1, (path, str(err))
         return image, int(self.labels[index]), None
 
-    def __getitems__(self, keys: list[tuple[int, int, int]]) -> list | PackedCrops:
-        """A batch's items, as ``__getitem__`` gives them; with ``crop_only`` the batch packed.
+    def __getitems__(self, keys: list[tuple[int, int, int]]) -> Batch:
+        """The batch of ``keys`` as a worker sends it (DataLoader asks for whole batches).
 
-        Crops are packed as they are decoded (DataLoader calls this for a
-        whole batch): every crop is planned from its file's header first
+        Images are stacked (:func:`stack_items`), crops packed as they are
+        decoded: every crop is planned from its file's header first
         (:func:`~deit.data.transforms.plan_crop`), then one buffer of their
-        total size is taken (``ring``'s next, else a fresh shared one) and
-        each JPEG decoded into the scratch buffer and its crop copied
-        straight into place: one copy of each crop's pixels instead of two.
-        Failures keep the batch's order.
+        total size is taken and each JPEG decoded into the scratch buffer
+        and its crop copied straight into place: one copy of each crop's
+        pixels instead of two. Either goes into ``ring``'s next buffer when
+        given, else a fresh shared one. Failures keep the batch's order.
         """
+        alloc = self.ring or shared_uint8
         if not self.crop_only:
-            return [self[key] for key in keys]
+            return stack_items([self[key] for key in keys], alloc)
         planned, failures = [], []  # (position, plan, label); (position, path, message)
         for position, (index, epoch, draw) in enumerate(keys):
             path = self.path(index)
@@ -145,12 +148,12 @@ class ImageStream(Dataset):
                 failures.append((position, path, str(err)))
                 continue
             planned.append((position, plan, int(self.labels[index])))
-        flat, shapes, failed = decode_packed([p for _, p, _ in planned], self.ring or shared_uint8)
+        flat, shapes, failed = decode_packed([p for _, p, _ in planned], alloc)
         for i, message in failed:
             failures.append((planned[i][0], planned[i][1].path, message))
         bad = {i for i, _ in failed}
         labels = [label for i, (_, _, label) in enumerate(planned) if i not in bad]
-        return PackedCrops(
+        return Batch(
             (flat, shapes) if labels else None,
             torch.tensor(labels, dtype=torch.int64),
             [(path, message) for _, path, message in sorted(failures)],
@@ -161,31 +164,36 @@ class ImageStream(Dataset):
         return np.random.default_rng([self.seed, epoch, draw])
 
 
-class PackedCrops(NamedTuple):
-    """A batch of training crops, packed in the worker (:meth:`ImageStream.__getitems__`)."""
+class Batch(NamedTuple):
+    """A batch as a worker sends it to the training process."""
 
-    crops: tuple[torch.Tensor, torch.Tensor] | None  # pack_crops' (flat, shapes); None: no good one
+    images: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None  # B×3×S×S uint8, or the
+    # crops packed (flat, shapes) with crop_only; None when no item decoded
     labels: torch.Tensor
-    failures: list[tuple[str, str]]
+    failures: list[tuple[str, str]]  # (path, message), in the batch's order
 
 
-def collate(items: list | PackedCrops) -> tuple[object, torch.Tensor, list[tuple[str, str]]]:
-    """Stack the decoded items of a batch; list the failures ``(path, message)`` apart.
+def stack_items(items: list, alloc: Callable[[int], torch.Tensor] = shared_uint8) -> Batch:
+    """``__getitem__``'s items of a batch → one :class:`Batch`, failures listed apart.
 
-    Images (uint8 3×S×S tensors) are stacked into a B×3×S×S tensor, in
-    shared memory when in a worker; crops come already packed
-    (:class:`PackedCrops`). Images are None when the batch has no good item.
+    The images (uint8 3×S×S tensors) are stacked into ``alloc``'s buffer:
+    shared memory in a worker, so the batch crosses to the training process
+    without a copy (:func:`shared_uint8`, or a
+    :class:`~deit.data.resize.SharedRing`'s reused buffers).
     """
-    if isinstance(items, PackedCrops):
-        return tuple(items)
     good = [(image, label) for image, label, failure in items if failure is None]
     failures = [failure for _, _, failure in items if failure is not None]
     labels = torch.tensor([label for _, label in good], dtype=torch.int64)
     if not good:
-        return None, labels, failures
+        return Batch(None, labels, failures)
     first = good[0][0]
-    out = shared_uint8(len(good) * first.numel()).view(len(good), *first.shape)
-    return torch.stack([image for image, _ in good], out=out), labels, failures
+    out = alloc(len(good) * first.numel()).view(len(good), *first.shape)
+    return Batch(torch.stack([image for image, _ in good], out=out), labels, failures)
+
+
+def _as_sent(batch: Batch) -> Batch:
+    """The DataLoader's collate: a batch comes whole from :meth:`ImageStream.__getitems__`."""
+    return batch
 
 
 class _Batches:
@@ -280,9 +288,9 @@ class StreamLoader:
         self.dataset = ImageStream(
             samples, mode=mode, size=size, seed=seed, scale=scale, ratio=ratio,
             crop_pct=crop_pct, crop_only=resize_on_device,
-            # The crops' buffers are reused (SharedRing's rule): iter_from resizes
-            # (or the DataLoader pins) them on receipt, never handing them on.
-            ring=SharedRing(prefetch + 2) if resize_on_device else None,
+            # Batches are packed into reused buffers (SharedRing's rule): iter_from
+            # resizes, copies (or the DataLoader pins) each on receipt, never hands one on.
+            ring=SharedRing(prefetch + 2),
         )  # fmt: skip
         self.resize_on_device = resize_on_device
         self.batch_size, self.seed, self.repeats = batch_size, seed, repeats
@@ -308,7 +316,7 @@ class StreamLoader:
                 self.dataset,
                 batch_sampler=self._sampler,
                 num_workers=self.workers,
-                collate_fn=collate,
+                collate_fn=_as_sent,
                 pin_memory=self.device.type == "cuda",
                 prefetch_factor=self.prefetch if self.workers else None,
                 persistent_workers=self.workers > 0,
@@ -375,6 +383,8 @@ class StreamLoader:
                 flat, shapes = images
                 flat = flat.to(self.device, non_blocking=nb)
                 images = resize_crops(flat, shapes, self.dataset.size)
+            elif self.workers and not nb:  # out of the worker's reused buffer (pinning copied it)
+                images = images.clone()
             yield images.to(self.device, non_blocking=nb), labels.to(self.device, non_blocking=nb)
         if failure is not None:
             self.close()  # now, not in whatever the garbage collector interrupts later
