@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from deit.data.layout import DataError
-from deit.data.resize import resize_crops
+from deit.data.resize import resize_crops, shared_uint8
 from deit.data.shard_order import epoch_plan, fewest, stream_shards
 from deit.data.shards import ShardError, ShardSet, read_shard
 from deit.data.stream import MODES, _ignore_stop_signals
@@ -202,7 +202,7 @@ def sample_plan(
 def _chunk(items: list, fatal: str | None = None) -> tuple:
     """Items ``(position, image or plan, label, failure)`` → the chunk a worker sends.
 
-    Images are stacked; crop plans decoded into one shared buffer
+    Images are stacked into shared memory; crop plans decoded into one shared buffer
     (:func:`~deit.data.transforms.decode_packed`), sent as ``(flat, shapes)``.
     """
     good = [(p, image, label) for p, image, label, failure in items if failure is None]
@@ -215,7 +215,9 @@ def _chunk(items: list, fatal: str | None = None) -> tuple:
         good = [item for i, item in enumerate(good) if i not in bad]
         images = (flat, shapes)
     elif good:
-        images = torch.stack([image for _, image, _ in good])
+        first = good[0][1]  # stacked in shared memory already: no copy to cross to the loader
+        out = shared_uint8(len(good) * first.numel()).view(len(good), *first.shape)
+        images = torch.stack([image for _, image, _ in good], out=out)
     return [p for p, _, _ in good], images, [label for _, _, label in good], failures, fatal
 
 
