@@ -19,10 +19,12 @@ default there), or with ``--shards DIR`` a ``ShardLoader`` over that folder's sh
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
 
+from deit.data import DataError
 from deit.data.folder import scan_folder
 from deit.data.shard_loader import ShardLoader
 from deit.data.shards import find_shards
@@ -49,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    if args.shards:
-        samples = find_shards(args.shards, "train")
-        make = ShardLoader
-    else:
-        samples = list(scan_folder(args.root).train)
-        make = StreamLoader
+    try:
+        if args.shards:
+            samples, make = find_shards(args.shards, "train"), ShardLoader
+        else:
+            samples, make = list(scan_folder(args.root).train), StreamLoader
+    except DataError as err:  # a wrong path: one line, before any work
+        print(err, file=sys.stderr)
+        return 2
     common = dict(size=args.size, seed=3, workers=args.workers, device=device)
     gpu = make(samples, args.batch, resize_on_device=True, **common)
     cpu = make(samples, args.batch, resize_on_device=False, **common)

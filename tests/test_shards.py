@@ -228,7 +228,7 @@ def test_an_image_that_does_not_decode_is_named_or_skipped(folder, tmp_path, on_
 
 
 @pytest.mark.parametrize("source", ["folder", "shards"])
-def test_the_gpu_resize_check_script_runs_on_a_cpu(folder, shards, source, capsys):
+def test_the_gpu_resize_check_script_runs_on_a_cpu(folder, shards, source, tmp_path, capsys):
     """benchmarks/gpu_resize_check.py's dry run, so it cannot rot while no GPU is lent."""
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_resize_check.py"
     spec = importlib.util.spec_from_file_location("gpu_resize_check", path)
@@ -240,6 +240,10 @@ def test_the_gpu_resize_check_script_runs_on_a_cpu(folder, shards, source, capsy
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == "OK"
     assert out.startswith("ShardLoader" if source == "shards" else "StreamLoader")
+    wrong = ["--root", str(tmp_path / "nope"), "--device", "cpu"]
+    wrong += ["--shards", str(tmp_path / "nope")] if source == "shards" else []
+    assert script.main(wrong) == 2
+    assert "does not exist" in capsys.readouterr().err  # one line, before any work
 
 
 def test_a_run_from_shards_trains_on_exactly_the_folder_images(folder, shards, tmp_path):
