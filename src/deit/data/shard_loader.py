@@ -33,13 +33,12 @@ from deit.data.layout import DataError
 from deit.data.resize import resize_crops, shared_uint8
 from deit.data.shard_order import epoch_plan, fewest, stream_shards
 from deit.data.shards import ShardError, ShardSet, read_shard
-from deit.data.stream import MODES, _ignore_stop_signals
+from deit.data.stream import MODES, _ignore_stop_signals, pack_planned
 from deit.data.transforms import (
     RATIO,
     SCALE,
     CropPlan,
     Ratio,
-    decode_packed,
     eval_image,
     plain_image,
     plan_crop,
@@ -203,16 +202,14 @@ def _chunk(items: list, fatal: str | None = None) -> tuple:
     """Items ``(position, image or plan, label, failure)`` → the chunk a worker sends.
 
     Images are stacked into shared memory; crop plans decoded into one shared buffer
-    (:func:`~deit.data.transforms.decode_packed`), sent as ``(flat, shapes)``.
+    (:func:`~deit.data.stream.pack_planned`), sent as ``(flat, shapes)``.
     """
     good = [(p, image, label) for p, image, label, failure in items if failure is None]
     failures = [(p, *failure) for p, _, _, failure in items if failure is not None]
     images = None
     if good and isinstance(good[0][1], CropPlan):
-        flat, shapes, failed = decode_packed([plan for _, plan, _ in good])
-        failures += [(good[i][0], good[i][1].path, message) for i, message in failed]
-        bad = {i for i, _ in failed}
-        good = [item for i, item in enumerate(good) if i not in bad]
+        flat, shapes, good, failed = pack_planned(good)
+        failures += failed
         images = (flat, shapes)
     elif good:
         first = good[0][1]  # stacked in shared memory already: no copy to cross to the loader

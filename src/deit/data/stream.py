@@ -45,6 +45,7 @@ from deit.data.resize import SharedRing, resize_crops, shared_uint8
 from deit.data.transforms import (
     RATIO,
     SCALE,
+    CropPlan,
     Ratio,
     decode_packed,
     eval_image,
@@ -148,15 +149,11 @@ class ImageStream(Dataset):
                 failures.append((position, path, str(err)))
                 continue
             planned.append((position, plan, int(self.labels[index])))
-        flat, shapes, failed = decode_packed([p for _, p, _ in planned], alloc)
-        for i, message in failed:
-            failures.append((planned[i][0], planned[i][1].path, message))
-        bad = {i for i, _ in failed}
-        labels = [label for i, (_, _, label) in enumerate(planned) if i not in bad]
+        flat, shapes, kept, failed = pack_planned(planned, alloc)
         return Batch(
-            (flat, shapes) if labels else None,
-            torch.tensor(labels, dtype=torch.int64),
-            [(path, message) for _, path, message in sorted(failures)],
+            (flat, shapes) if kept else None,
+            torch.tensor([label for _, _, label in kept], dtype=torch.int64),
+            [(path, message) for _, path, message in sorted(failures + failed)],
         )
 
     def _rng(self, epoch: int, draw: int) -> np.random.Generator:
@@ -189,6 +186,25 @@ def stack_items(items: list, alloc: Callable[[int], torch.Tensor] = shared_uint8
     first = good[0][0]
     out = alloc(len(good) * first.numel()).view(len(good), *first.shape)
     return Batch(torch.stack([image for image, _ in good], out=out), labels, failures)
+
+
+Planned = tuple[int, CropPlan, int]  # (position in the batch or epoch, the crop's plan, label)
+
+
+def pack_planned(
+    planned: list[Planned], alloc: Callable[[int], torch.Tensor] = shared_uint8
+) -> tuple[torch.Tensor, torch.Tensor, list[Planned], list[tuple[int, str, str]]]:
+    """Planned crops decoded into one buffer: (flat, shapes, kept, failed).
+
+    :func:`~deit.data.transforms.decode_packed` of the plans; ``kept`` are
+    the items whose crop is in the buffer, in order, ``failed`` the others
+    as ``(position, path, message)``. For a folder's batch and a shard's
+    chunk alike.
+    """
+    flat, shapes, failures = decode_packed([plan for _, plan, _ in planned], alloc)
+    bad = dict(failures)
+    kept = [item for i, item in enumerate(planned) if i not in bad]
+    return flat, shapes, kept, [(planned[i][0], planned[i][1].path, m) for i, m in failures]
 
 
 def _as_sent(batch: Batch) -> Batch:
