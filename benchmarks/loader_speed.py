@@ -51,7 +51,7 @@ import torch
 from PIL import features
 from torch.utils.data import DataLoader, Dataset
 
-from deit.data import decode, resize, shard_loader, stream, transforms
+from deit.data import decode, packing, resize, shard_loader, stream, transforms
 from deit.data.folder import open_rgb, scan_folder
 from deit.data.shards import find_shards
 from deit.hardware import hardware
@@ -198,7 +198,7 @@ def profile(samples: list, batch: int, size: int) -> dict[str, float]:
         crop = timed("crop", np.ascontiguousarray, view)
         items.append((timed("resize", resize.resize_uint8, crop, size, size), label, None))
         if len(items) == batch or k == len(samples) - 1:
-            timed("collate", stream.stack_items, items)
+            timed("collate", packing.stack_items, items)
             items = []
     return {stage: 1000 * seconds / len(samples) for stage, seconds in spent.items()}
 

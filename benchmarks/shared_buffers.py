@@ -1,7 +1,7 @@
 """Packing a batch of crops into shared memory: fresh buffers against a reused ring.
 
 The GPU path's workers pack every batch of uint8 crops into one shared-memory
-buffer (``deit.data.resize.pack_crops``). A fresh buffer per batch pays a page
+buffer (``deit.data.packing.pack_crops``). A fresh buffer per batch pays a page
 fault on the first touch of each page; ``SharedRing`` reuses ``prefetch + 2``
 buffers per worker. This times the packing alone, inside a real DataLoader
 worker (where the ring is active), for a batch of 128 random crops of the sizes
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from deit.data.resize import SharedRing, pack_crops, shared_uint8
+from deit.data.packing import SharedRing, pack_crops, shared_uint8
 from deit.hardware import hardware
 
 ALLOCATORS = ("fresh", "ring", "private")

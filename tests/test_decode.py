@@ -7,11 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from deit.data import decode, resize
+from deit.data import decode, packing
 from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
-from deit.data.resize import SharedRing, pack_crops, resize_crops, resize_uint8
+from deit.data.packing import SharedRing, pack_crops
+from deit.data.resize import resize_crops, resize_uint8
 from deit.data.transforms import cut, eval_image, train_crop, train_image
 
 WIDTH, HEIGHT = 203, 117  # odd sizes: a reduced decode rounds up
@@ -210,7 +211,7 @@ def test_a_shared_ring_reuses_its_slots_in_turn_in_a_worker_and_grows_a_slot_whe
     ring = SharedRing(3)
     outside = ring(100), ring(100)  # not in a worker: private, fresh buffers, none kept
     assert outside[0].data_ptr() != outside[1].data_ptr() and not outside[0].is_shared()
-    monkeypatch.setattr(resize, "get_worker_info", lambda: object())  # as in a DataLoader worker
+    monkeypatch.setattr(packing, "get_worker_info", lambda: object())  # as in a DataLoader worker
     first = [ring(100) for _ in range(3)]
     assert all(b.is_shared() and b.numel() == 100 for b in first)
     assert len({b.data_ptr() for b in first}) == 3

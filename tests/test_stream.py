@@ -11,7 +11,8 @@ from deit.data import decode, transforms
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
 from deit.data.loader import BatchLoader, epoch_order
-from deit.data.resize import pack_crops, resize_uint8
+from deit.data.packing import pack_crops
+from deit.data.resize import resize_uint8
 from deit.data.stream import ImageStream, StreamLoader
 from deit.data.transforms import (
     crop_params,

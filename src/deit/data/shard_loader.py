@@ -30,10 +30,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from deit.data.layout import DataError
-from deit.data.resize import resize_crops, shared_uint8
+from deit.data.packing import pack_planned, shared_uint8
+from deit.data.resize import resize_crops
 from deit.data.shard_order import epoch_plan, fewest, stream_shards
 from deit.data.shards import ShardError, ShardSet, read_shard
-from deit.data.stream import MODES, _ignore_stop_signals, pack_planned
+from deit.data.stream import MODES, _ignore_stop_signals
 from deit.data.transforms import (
     RATIO,
     SCALE,
@@ -202,7 +203,7 @@ def _chunk(items: list, fatal: str | None = None) -> tuple:
     """Items ``(position, image or plan, label, failure)`` → the chunk a worker sends.
 
     Images are stacked into shared memory; crop plans decoded into one shared buffer
-    (:func:`~deit.data.stream.pack_planned`), sent as ``(flat, shapes)``.
+    (:func:`~deit.data.packing.pack_planned`), sent as ``(flat, shapes)``.
     """
     good = [(p, image, label) for p, image, label, failure in items if failure is None]
     failures = [(p, *failure) for p, _, _, failure in items if failure is not None]

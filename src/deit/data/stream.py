@@ -17,11 +17,11 @@ The per-image views themselves (random-resized crop, evaluation crop) are
 :mod:`deit.data.transforms`'. On a GPU the training crops are resized
 there instead (``resize_on_device``): the workers only decode and crop, and
 a batch crosses as one buffer of uint8 crops of mixed sizes
-(:func:`deit.data.resize.pack_crops`) that the device resizes
+(:func:`deit.data.packing.pack_crops`) that the device resizes
 (:func:`deit.data.resize.resize_crops`). A batch is assembled in shared
 memory in the worker, so it reaches the training process without a copy,
 in buffers each worker reuses from batch to batch
-(:class:`~deit.data.resize.SharedRing`): the loader resizes the crops,
+(:class:`~deit.data.packing.SharedRing`): the loader resizes the crops,
 or copies the images out, as each batch arrives (on a GPU the
 DataLoader's pinning copies them), so none is handed on in a reused buffer.
 """
@@ -32,8 +32,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -41,13 +40,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from deit.data.layout import DataError
 from deit.data.loader import check_batching, epoch_order, shard_size
-from deit.data.resize import SharedRing, resize_crops, shared_uint8
+from deit.data.packing import Batch, SharedRing, pack_planned, shared_uint8, stack_items
+from deit.data.resize import resize_crops
 from deit.data.transforms import (
     RATIO,
     SCALE,
-    CropPlan,
     Ratio,
-    decode_packed,
     eval_image,
     plain_image,
     plan_crop,
@@ -159,52 +157,6 @@ class ImageStream(Dataset):
     def _rng(self, epoch: int, draw: int) -> np.random.Generator:
         """The random crop's generator of the image at position ``draw`` of ``epoch``."""
         return np.random.default_rng([self.seed, epoch, draw])
-
-
-class Batch(NamedTuple):
-    """A batch as a worker sends it to the training process."""
-
-    images: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None  # B×3×S×S uint8, or the
-    # crops packed (flat, shapes) with crop_only; None when no item decoded
-    labels: torch.Tensor
-    failures: list[tuple[str, str]]  # (path, message), in the batch's order
-
-
-def stack_items(items: list, alloc: Callable[[int], torch.Tensor] = shared_uint8) -> Batch:
-    """``__getitem__``'s items of a batch → one :class:`Batch`, failures listed apart.
-
-    The images (uint8 3×S×S tensors) are stacked into ``alloc``'s buffer:
-    shared memory in a worker, so the batch crosses to the training process
-    without a copy (:func:`shared_uint8`, or a
-    :class:`~deit.data.resize.SharedRing`'s reused buffers).
-    """
-    good = [(image, label) for image, label, failure in items if failure is None]
-    failures = [failure for _, _, failure in items if failure is not None]
-    labels = torch.tensor([label for _, label in good], dtype=torch.int64)
-    if not good:
-        return Batch(None, labels, failures)
-    first = good[0][0]
-    out = alloc(len(good) * first.numel()).view(len(good), *first.shape)
-    return Batch(torch.stack([image for image, _ in good], out=out), labels, failures)
-
-
-Planned = tuple[int, CropPlan, int]  # (position in the batch or epoch, the crop's plan, label)
-
-
-def pack_planned(
-    planned: list[Planned], alloc: Callable[[int], torch.Tensor] = shared_uint8
-) -> tuple[torch.Tensor, torch.Tensor, list[Planned], list[tuple[int, str, str]]]:
-    """Planned crops decoded into one buffer: (flat, shapes, kept, failed).
-
-    :func:`~deit.data.transforms.decode_packed` of the plans; ``kept`` are
-    the items whose crop is in the buffer, in order, ``failed`` the others
-    as ``(position, path, message)``. For a folder's batch and a shard's
-    chunk alike.
-    """
-    flat, shapes, failures = decode_packed([plan for _, plan, _ in planned], alloc)
-    bad = dict(failures)
-    kept = [item for i, item in enumerate(planned) if i not in bad]
-    return flat, shapes, kept, [(planned[i][0], planned[i][1].path, m) for i, m in failures]
 
 
 def _as_sent(batch: Batch) -> Batch:

@@ -6,7 +6,8 @@ what seeds it (:mod:`deit.data.stream`: seed, epoch and position in the
 epoch's order). :func:`train_crop` stops before the resize, for a device
 that resizes whole batches (:func:`deit.data.resize.resize_crops`); it is
 :func:`plan_crop` (box and scale from the header) then :func:`decode_crop`,
-so a batch can place its crops before decoding them.
+so a batch can place its crops before decoding them
+(:func:`deit.data.packing.decode_packed`).
 
 Decoding is the cost, so it is cut where the view allows: a JPEG is decoded
 by libjpeg-turbo (:mod:`deit.data.decode`) at 1/2, 1/4 or 1/8 scale, in the
@@ -21,7 +22,6 @@ preprocess) use the same resize.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -31,7 +31,7 @@ from PIL import Image
 
 from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
 from deit.data.layout import DataError
-from deit.data.resize import pack_crops, resize_uint8, shared_uint8
+from deit.data.resize import resize_uint8
 
 Ratio = tuple[float, float]
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # DeiT's (timm's, torchvision's) crop ranges
@@ -135,31 +135,6 @@ def decode_crop(plan: CropPlan) -> np.ndarray:
             f"{image.shape[1] * plan.reduction}×{image.shape[0] * plan.reduction}"
         )
     return crop
-
-
-def decode_packed(
-    plans: Sequence[CropPlan], alloc: Callable[[int], torch.Tensor] = shared_uint8
-) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
-    """Planned crops decoded into one buffer: (flat, shapes, failures).
-
-    :func:`~deit.data.resize.pack_crops` of each :func:`decode_crop`, so
-    each crop is copied once, out of the scratch decode straight into its
-    place in a buffer of the plans' total size (``alloc``'s: shared memory
-    in a worker, or a :class:`~deit.data.resize.SharedRing`'s). A plan that
-    does not decode is left out and listed in ``failures`` as ``(its index
-    in plans, the one-line message)``.
-    """
-    failures = []
-
-    def decoded():
-        for i, plan in enumerate(plans):
-            try:
-                yield decode_crop(plan)
-            except DataError as err:
-                failures.append((i, str(err)))
-
-    flat, shapes = pack_crops(decoded(), sum(math.prod(plan.shape) for plan in plans), alloc)
-    return flat, shapes, failures
 
 
 def train_crop(
