@@ -119,10 +119,10 @@ def decode_packed(
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
     """Planned crops decoded into one buffer: (flat, shapes, failures).
 
-    :func:`~deit.data.resize.pack_crops` of each :func:`decode_crop`, so
+    :func:`pack_crops` of each :func:`~deit.data.transforms.decode_crop`, so
     each crop is copied once, out of the scratch decode straight into its
     place in a buffer of the plans' total size (``alloc``'s: shared memory
-    in a worker, or a :class:`~deit.data.resize.SharedRing`'s). A plan that
+    in a worker, or a :class:`SharedRing`'s). A plan that
     does not decode is left out and listed in ``failures`` as ``(its index
     in plans, the one-line message)``.
     """
@@ -154,7 +154,7 @@ def stack_items(items: list, alloc: Callable[[int], torch.Tensor] = shared_uint8
     The images (uint8 3×S×S tensors) are stacked into ``alloc``'s buffer:
     shared memory in a worker, so the batch crosses to the training process
     without a copy (:func:`shared_uint8`, or a
-    :class:`~deit.data.resize.SharedRing`'s reused buffers).
+    :class:`SharedRing`'s reused buffers).
     """
     good = [(image, label) for image, label, failure in items if failure is None]
     failures = [failure for _, _, failure in items if failure is not None]
@@ -174,7 +174,7 @@ def pack_planned(
 ) -> tuple[torch.Tensor, torch.Tensor, list[Planned], list[tuple[int, str, str]]]:
     """Planned crops decoded into one buffer: (flat, shapes, kept, failed).
 
-    :func:`~deit.data.transforms.decode_packed` of the plans; ``kept`` are
+    :func:`decode_packed` of the plans; ``kept`` are
     the items whose crop is in the buffer, in order, ``failed`` the others
     as ``(position, path, message)``. For a folder's batch and a shard's
     chunk alike.
