@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from deit.data.layout import DataError
-from deit.data.packing import pack_planned, shared_uint8
+from deit.data.packing import pack_planned, stack_items
 from deit.data.resize import resize_crops
 from deit.data.shard_order import epoch_plan, fewest, stream_shards
 from deit.data.shards import ShardError, ShardSet, read_shard
@@ -202,8 +202,9 @@ def sample_plan(
 def _chunk(items: list, fatal: str | None = None) -> tuple:
     """Items ``(position, image or plan, label, failure)`` → the chunk a worker sends.
 
-    Images are stacked into shared memory; crop plans decoded into one shared buffer
-    (:func:`~deit.data.packing.pack_planned`), sent as ``(flat, shapes)``.
+    Images are stacked into shared memory (:func:`~deit.data.packing.stack_items`);
+    crop plans decoded into one shared buffer (:func:`~deit.data.packing.pack_planned`),
+    sent as ``(flat, shapes)``.
     """
     good = [(p, image, label) for p, image, label, failure in items if failure is None]
     failures = [(p, *failure) for p, _, _, failure in items if failure is not None]
@@ -212,10 +213,8 @@ def _chunk(items: list, fatal: str | None = None) -> tuple:
         flat, shapes, good, failed = pack_planned(good)
         failures += failed
         images = (flat, shapes)
-    elif good:
-        first = good[0][1]  # stacked in shared memory already: no copy to cross to the loader
-        out = shared_uint8(len(good) * first.numel()).view(len(good), *first.shape)
-        images = torch.stack([image for _, image, _ in good], out=out)
+    elif good:  # stacked in shared memory already: no copy to cross to the loader
+        images = stack_items([(image, label, None) for _, image, label in good]).images
     return [p for p, _, _ in good], images, [label for _, _, label in good], failures, fatal
 
 
