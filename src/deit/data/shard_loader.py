@@ -34,12 +34,13 @@ from deit.data.packing import pack_planned, stack_items
 from deit.data.resize import resize_crops
 from deit.data.shard_order import epoch_plan, fewest, stream_shards
 from deit.data.shards import ShardError, ShardSet, read_shard
-from deit.data.stream import MODES, _ignore_stop_signals
+from deit.data.stream import MODES, _ignore_stop_signals, device_resizes
 from deit.data.transforms import (
     RATIO,
     SCALE,
     CropPlan,
     Ratio,
+    crop_rng,
     eval_image,
     plain_image,
     plan_crop,
@@ -162,9 +163,13 @@ class ShardStream(IterableDataset):
             raise ShardError(f"{name}: label {label} is not one of the "
                              f"{len(self.shards.classes)} classes")  # fmt: skip
         draw = self.order["rank"] + position * self.order["world_size"]
-        view = dict(seed=self.order["seed"], epoch=epoch, draw=draw, **self.view)
+        seed, view = self.order["seed"], self.view
         try:
-            image = (sample_plan if self.crop_only else sample_view)(name, data, **view)
+            if self.crop_only:  # the device resizes: decoded with its chunk (_chunk)
+                rng = crop_rng(seed, epoch, draw)
+                image = plan_crop(name, view["size"], rng, view["scale"], view["ratio"], data=data)
+            else:
+                image = sample_view(name, data, seed=seed, epoch=epoch, draw=draw, **view)
         except DataError as err:
             return position, None, label, (name, str(err))
         return position, image, label, None
@@ -181,22 +186,10 @@ def sample_view(
     from its bytes: the random crop seeded by ``(seed, epoch, draw)``, ``draw`` its global
     position; ``name`` names it in the one-line ``DataError`` of an image that cannot decode."""
     if mode == "train":
-        rng = np.random.default_rng([seed, epoch, draw])
-        return train_image(name, size, rng, scale, ratio, data=data)
+        return train_image(name, size, crop_rng(seed, epoch, draw), scale, ratio, data=data)
     if mode == "eval":
         return eval_image(name, size, crop_pct, data=data)
     return plain_image(name, size, data=data)
-
-
-def sample_plan(
-    name: str, data: bytes, *, mode: str, size: int, seed: int, epoch: int, draw: int,
-    scale: Ratio = SCALE, ratio: Ratio = RATIO, crop_pct: float = 0.875,
-) -> CropPlan:  # fmt: skip
-    """:func:`sample_view`'s training crop, planned and not yet decoded (the device resizes)."""
-    if mode != "train":
-        raise ValueError(f"only train crops are resized on the device, not {mode!r} views")
-    rng = np.random.default_rng([seed, epoch, draw])
-    return plan_crop(name, size, rng, scale, ratio, data=data)
 
 
 def _chunk(items: list, fatal: str | None = None) -> tuple:
@@ -245,10 +238,7 @@ class ShardLoader:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         device = torch.device(device)
-        if resize_on_device is None:
-            resize_on_device = mode == "train" and device.type == "cuda"
-        if resize_on_device and mode != "train":
-            raise ValueError(f"only train crops are resized on the device, not {mode!r} views")
+        resize_on_device = device_resizes(resize_on_device, mode, device)
         if len(shards.counts) < world_size:
             raise ValueError(f"{len(shards.counts)} shard(s) cannot give each of {world_size} "
                              f"ranks its own; write smaller shards")  # fmt: skip

@@ -46,6 +46,7 @@ from deit.data.transforms import (
     RATIO,
     SCALE,
     Ratio,
+    crop_rng,
     eval_image,
     plain_image,
     plan_crop,
@@ -60,8 +61,8 @@ class ImageStream(Dataset):
     """The samples as a map-style Dataset keyed by ``(index, epoch, draw)``.
 
     ``draw`` is the position in the epoch's global order and, with ``seed``
-    and ``epoch``, seeds the image's random crop (``numpy.random.default_rng([
-    seed, epoch, draw])``): the copies of a repeated image get different
+    and ``epoch``, seeds the image's random crop
+    (:func:`~deit.data.transforms.crop_rng`): the copies of a repeated image get different
     crops, and no crop depends on the worker. The epoch travels in the key
     because persistent workers hold their own copy of this object.
 
@@ -115,7 +116,8 @@ class ImageStream(Dataset):
         try:
             if self.mode == "train":
                 view = train_crop if self.crop_only else train_image
-                image = view(path, self.size, self._rng(epoch, draw), self.scale, self.ratio)
+                rng = crop_rng(self.seed, epoch, draw)
+                image = view(path, self.size, rng, self.scale, self.ratio)
             elif self.mode == "eval":
                 image = eval_image(path, self.size, self.crop_pct)
             else:
@@ -142,7 +144,8 @@ class ImageStream(Dataset):
         for position, (index, epoch, draw) in enumerate(keys):
             path = self.path(index)
             try:
-                plan = plan_crop(path, self.size, self._rng(epoch, draw), self.scale, self.ratio)
+                rng = crop_rng(self.seed, epoch, draw)
+                plan = plan_crop(path, self.size, rng, self.scale, self.ratio)
             except DataError as err:
                 failures.append((position, path, str(err)))
                 continue
@@ -153,10 +156,6 @@ class ImageStream(Dataset):
             torch.tensor([label for _, _, label in kept], dtype=torch.int64),
             [(path, message) for _, path, message in sorted(failures + failed)],
         )
-
-    def _rng(self, epoch: int, draw: int) -> np.random.Generator:
-        """The random crop's generator of the image at position ``draw`` of ``epoch``."""
-        return np.random.default_rng([self.seed, epoch, draw])
 
 
 def _as_sent(batch: Batch) -> Batch:
@@ -180,6 +179,20 @@ class _Batches:
 
     def __len__(self) -> int:
         return max(0, math.ceil(len(self.order) / self.batch_size) - self.first)
+
+
+def device_resizes(asked: bool | None, mode: str, device: torch.device) -> bool:
+    """Whether a loader leaves the resize of its crops to ``device``: ``asked``, else on a GPU.
+
+    Only training crops can be (evaluation keeps DeiT's resize, then its
+    centre crop): ValueError when asked for another ``mode``. For folders
+    and shards alike.
+    """
+    if asked is None:
+        return mode == "train" and device.type == "cuda"
+    if asked and mode != "train":
+        raise ValueError(f"only train crops are resized on the device, not {mode!r} views")
+    return asked
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -251,8 +264,7 @@ class StreamLoader:
         if workers < 0:
             raise ValueError(f"workers must be 0 or more, got {workers}")
         device = torch.device(device)
-        if resize_on_device is None:
-            resize_on_device = mode == "train" and device.type == "cuda"
+        resize_on_device = device_resizes(resize_on_device, mode, device)
         self.dataset = ImageStream(
             samples, mode=mode, size=size, seed=seed, scale=scale, ratio=ratio,
             crop_pct=crop_pct, crop_only=resize_on_device,

@@ -37,6 +37,16 @@ Ratio = tuple[float, float]
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # DeiT's (timm's, torchvision's) crop ranges
 
 
+def crop_rng(seed: int, epoch: int, draw: int) -> Generator:
+    """The generator of one image's random crop: seeded by ``(seed, epoch, draw)`` alone.
+
+    ``draw`` is the image's position in the epoch's global order, so a crop
+    depends on neither the worker that decodes it nor the loader (folder or
+    shards): a resumed epoch replays it, and copies of a repeated image differ.
+    """
+    return np.random.default_rng([seed, epoch, draw])
+
+
 def crop_params(
     width: int, height: int, rng: Generator, scale: Ratio = SCALE, ratio: Ratio = RATIO
 ) -> tuple[int, int, int, int]:
