@@ -17,7 +17,8 @@
 # folder/ and shards/.
 # DEVICE=cpu EPOCH_SETS="train_size=512 test_size=256" runs the same steps on a CPU, small:
 # the test suite does that (with LOADER_CHECK=0: step 4's script has its own dry-run tests,
-# tests/test_shards.py) so the script cannot rot while no GPU is at hand. FOLDER_FLAGS,
+# tests/test_shards.py; and BENCH_MODELS without the 224 px student, whose bench on a CPU is
+# seconds of the same code) so the script cannot rot while no GPU is at hand. FOLDER_FLAGS,
 # SHARD_FLAGS and LOADER_FLAGS replace step 4's export and check arguments, e.g.
 # FOLDER_FLAGS="--classes 2 --train-per-class 8 --val-per-class 2" SHARD_FLAGS="--per-shard 5"
 # LOADER_FLAGS="--workers 1 --batch 8 --size 64" for a quick run on a CPU.
@@ -29,6 +30,7 @@ DEVICE=${DEVICE:-cuda}
 EPOCH_SETS=${EPOCH_SETS:-}
 BENCH_FLAGS=${BENCH_FLAGS:-}
 STUDENT=deit_tiny_distilled_patch4_32
+BENCH_MODELS=${BENCH_MODELS:-$STUDENT deit_tiny_distilled_patch16_224 fastcnn}
 
 if [ "$DEVICE" = cuda ]; then
     python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no GPU visible to PyTorch')"
@@ -38,8 +40,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 
 echo "== 1. deit bench ($DEVICE)"
 # shellcheck disable=SC2086
-deit bench --device "$DEVICE" --json $BENCH_FLAGS \
-    --models "$STUDENT" deit_tiny_distilled_patch16_224 fastcnn > "$OUT/bench.json"
+deit bench --device "$DEVICE" --json $BENCH_FLAGS --models $BENCH_MODELS > "$OUT/bench.json"
 python - "$OUT/bench.json" <<'EOF' | tee "$OUT/bench.md"
 import json, sys
 rows = json.load(open(sys.argv[1]))

@@ -60,3 +60,23 @@ def _torch_threads_restored():
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def small_teacher(cifar_dir, tmp_path_factory) -> Path:
+    """A CIFAR-10 teacher 20× cheaper than the shipped one (widths 8, 16, 16): its checkpoint.
+
+    For tests of what distillation does to a run (the same batches reach the teacher, resume,
+    ranks), where the teacher's accuracy is not what is checked: the shipped teacher's forward
+    pass was a third of such a run. Trained for 16 steps, once per session: enough that its
+    hard labels spread over all ten classes (a teacher that answers one class for every image
+    would not notice a batch reaching it changed).
+    """
+    from deit.teacher_recipe import TeacherConfig
+    from deit.teacher_training import train_teacher
+
+    out = tmp_path_factory.mktemp("small-teacher") / "run"
+    config = TeacherConfig(data_dir=str(cifar_dir), epochs=1, batch_size=64, train_size=1024,
+                           test_size=64, widths=(8, 16, 16), threads=1)  # fmt: skip
+    train_teacher(config, out)
+    return out / "checkpoint.pt"

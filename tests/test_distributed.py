@@ -141,10 +141,10 @@ def _deit_train(args: list[str], processes: int, cwd) -> subprocess.CompletedPro
 
 
 @pytest.fixture(scope="module")
-def side_by_side(cifar_dir, cifar10, tmp_path_factory):
+def side_by_side(cifar_dir, cifar10, small_teacher, tmp_path_factory):
     """Per source, once: ``deit train`` as one process × batch 64 and as 2 gloo ranks × 32.
 
-    k = 8 steps of hard distillation. Augmentation draws nothing that changes
+    k = 8 steps of hard distillation (by the small teacher). Augmentation draws nothing that changes
     the images on the device (no padding, no flip), so both sides see the same
     global batches. From an image folder the per-image random-resized crops are
     drawn from (seed, epoch, position in the global order), so they are the
@@ -164,7 +164,8 @@ def side_by_side(cifar_dir, cifar10, tmp_path_factory):
             root = export_cifar(cifar10, tmp_path / "png", train_size=512, val_size=256)
             data = ["--data-dir", str(root), "--set", "dataset=folder", "--set", "workers=0",
                     "--set", "normalization=cifar10"]  # fmt: skip
-        common = ["--preset", "smoke", "--distillation", "hard", "--epochs", "1", *data]
+        common = ["--preset", "smoke", "--distillation", "hard", "--teacher", str(small_teacher),
+                  "--epochs", "1", *data]  # fmt: skip
         for key_value in ("train_size=512", "test_size=256", "crop_padding=0", "hflip=0",
                           "threads=1"):  # fmt: skip
             common += ["--set", key_value]
