@@ -197,7 +197,7 @@ def test_in_the_same_order_the_folder_path_trains_bit_identical_to_memory(
         return (classes, tuple(train[i] for i in order), tuple(sorted(test, key=index)),
                 [kept[i] for i in order])  # fmt: skip
 
-    common = dict(epochs=2, train_size=512, test_size=128, threads=1, distillation="hard",
+    common = dict(epochs=2, train_size=512, test_size=128, distillation="hard",
                   teacher=str(small_teacher), mixup=0.8, drop_path_rate=0.1)  # fmt: skip
     memory = deit.train(deit.from_preset("smoke", data_dir=str(cifar_dir), **common),
                         tmp_path / "memory")  # fmt: skip
