@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from deit.checkpoint import load_checkpoint
+from deit.cli import main
 from deit.config import ConfigError, TrainConfig, validate
 from deit.distributed import is_main_process, pick_device, session
 
@@ -114,12 +115,10 @@ def test_the_learning_rate_follows_the_global_batch():
     assert config.peak_lr(world_size=1) == config.scaled_lr
 
 
-def _start_deit_train(args: list[str], processes: int, cwd) -> subprocess.Popen:
-    """Start ``deit train`` as one process, or under torchrun with ``processes`` ranks."""
-    launcher = [sys.executable, "-m", "deit"]
-    if processes > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc_per_node={processes}", "-m", "deit"]  # fmt: skip
+def _start_torchrun(args: list[str], cwd) -> subprocess.Popen:
+    """Start ``deit train`` under torchrun with two ranks (one thread each)."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2", "-m", "deit"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([*launcher, "train", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)  # fmt: skip
@@ -135,21 +134,17 @@ def _finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def _deit_train(args: list[str], processes: int, cwd) -> subprocess.CompletedProcess:
-    """Run ``deit train`` as one process, or under torchrun with ``processes`` ranks."""
-    return _finish(_start_deit_train(args, processes, cwd))
-
-
 @pytest.fixture(scope="module")
 def side_by_side(cifar_dir, cifar10, small_teacher, tmp_path_factory):
     """Per source, once: ``deit train`` as one process × batch 64 and as 2 gloo ranks × 32.
 
-    k = 8 steps of hard distillation (by the small teacher). Augmentation draws nothing that changes
-    the images on the device (no padding, no flip), so both sides see the same
-    global batches. From an image folder the per-image random-resized crops are
-    drawn from (seed, epoch, position in the global order), so they are the
-    same too. Returns a function of the source giving the directory that holds
-    the runs ``one`` and ``two`` and their finished processes.
+    k = 8 steps of hard distillation (by the small teacher). Augmentation draws
+    nothing that changes the images on the device (no padding, no flip), so both
+    sides see the same global batches. From an image folder the per-image
+    random-resized crops are drawn from (seed, epoch, position in the global
+    order), so they are the same too. Returns a function of the source giving
+    the directory that holds the runs ``one`` and ``two``, the one process's exit
+    code and the two ranks' finished torchrun.
     """
     done = {}
 
@@ -169,11 +164,11 @@ def side_by_side(cifar_dir, cifar10, small_teacher, tmp_path_factory):
         for key_value in ("train_size=512", "test_size=256", "crop_padding=0", "hflip=0",
                           "threads=1"):  # fmt: skip
             common += ["--set", key_value]
-        # Side by side (one thread each): the single process trains while the two ranks do.
-        one = _start_deit_train([*common, "--out", "one", "--set", "batch_size=64"], 1, tmp_path)
-        two = _finish(_start_deit_train([*common, "--out", "two", "--set", "batch_size=32"], 2,
-                                        tmp_path))  # fmt: skip
-        done[source] = tmp_path, _finish(one), two
+        # Side by side (one thread each): the single process, here in the test's own process
+        # (no third start of torch), trains while the two ranks do.
+        two = _start_torchrun([*common, "--out", "two", "--set", "batch_size=32"], tmp_path)
+        one = main(["train", *common, "--out", str(tmp_path / "one"), "--set", "batch_size=64"])
+        done[source] = tmp_path, one, _finish(two)
         return done[source]
 
     return run
@@ -187,7 +182,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(source, side
     Tolerance: every weight within 1e-4 after 8 AdamW steps (see ``side_by_side``).
     """
     tmp_path, one, two = side_by_side(source)
-    assert one.returncode == 0, one.stderr
+    assert one == 0
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("run directory: two") == 1  # printed by rank 0 only
 
@@ -207,7 +202,9 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(source, side
 
 
 @pytest.mark.slow
-def test_a_distributed_checkpoint_resumes_only_with_as_many_processes(side_by_side, tmp_path):
+def test_a_distributed_checkpoint_resumes_only_with_as_many_processes(
+    side_by_side, tmp_path, capsys
+):
     import shutil
 
     runs, _, two = side_by_side("cifar")
@@ -217,6 +214,5 @@ def test_a_distributed_checkpoint_resumes_only_with_as_many_processes(side_by_si
     (tmp_path / "run" / "summary.json").unlink()
     state["step"] = 0
     torch.save(state, tmp_path / "run" / "checkpoint.pt")
-    resumed = _deit_train(["--resume", "run"], 1, tmp_path)
-    assert resumed.returncode == 2
-    assert "written by 2 process(es)" in resumed.stderr
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 2
+    assert "written by 2 process(es)" in capsys.readouterr().err
