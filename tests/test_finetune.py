@@ -92,6 +92,7 @@ def test_bad_checkpoints_and_sizes_fail_clearly(tmp_path, official):
         infer_architecture(state)
 
 
+@pytest.mark.slow
 def test_official_checkpoint_fine_tunes_at_224_px_on_cifar(official, cifar_dir, tmp_path):
     path, _ = official
     base = from_preset(

@@ -296,6 +296,7 @@ def test_a_sample_without_a_label_stops_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_shard_truncated_behind_http_stops_the_run_keeping_its_checkpoint(
     shards, tmp_path, capsys
 ):

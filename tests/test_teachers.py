@@ -404,6 +404,7 @@ def test_a_teacher_run_writes_the_run_directory(trained_run):
     assert {"hardware", "wall_seconds", "test_top1_tta"} <= set(summary)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_the_uninterrupted_one(trained_run, tmp_path, cifar_dir):
     out, _ = trained_run
     config = TeacherConfig(data_dir=str(cifar_dir), **TINY_RUN)

@@ -144,6 +144,7 @@ def test_gpu_path_flags_run_on_the_cpu(cifar_dir, tmp_path, monkeypatch):
     assert len(compiled) == 1 and counters["stats"]["unique_graphs"] > graphs, "step captured"
 
 
+@pytest.mark.slow
 def test_low_resolution_epochs_reach_the_student_and_not_the_teacher(
     cifar_dir, tmp_path, monkeypatch
 ):
@@ -218,6 +219,7 @@ def test_a_checkpoint_of_another_process_count_is_refused():
         trainer._restore({}, state, config, World())
 
 
+@pytest.mark.slow
 def test_eval_every_evaluates_every_nth_epoch_and_the_last(
     cifar_dir, tmp_path, monkeypatch, capsys
 ):
