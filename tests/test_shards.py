@@ -280,6 +280,21 @@ def test_a_truncated_or_missing_shard_stops_before_any_work(shards, tmp_path, ca
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "setting, told",
+    [([], "train_size=5000 needs the folder; add --set train_size=0"),  # the smoke preset's
+     (["--set", "train_size=0", "--set", "test_size=0", "--set", "validation=true"],
+      "validation=True needs the folder; add --set validation=false")],
+)  # fmt: skip
+def test_a_selection_shards_cannot_make_says_how_to_leave_it_out(tmp_path, capsys, setting, told):
+    out = tmp_path / "run"
+    line = ["train", "--preset", "smoke", "--set", "dataset=shards", "--data-dir", str(tmp_path)]
+    assert main([*line, *setting, "--out", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and f"dataset=shards streams every sample: {told}" in said
+    assert not out.exists()
+
+
 def test_a_sample_without_a_label_stops_before_any_work(tmp_path, capsys):
     pixels = np.zeros((16, 16, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "x.png")

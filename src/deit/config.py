@@ -337,9 +337,12 @@ def _check_shards(config: TrainConfig) -> None:
         raise ConfigError(f"shard_buffer must be at least 1, got {config.shard_buffer}")
     listed = ("train_size", "test_size", "validation", "decode_once")
     chosen = [key for key in listed if getattr(config, key)]
-    if chosen:
-        raise ConfigError(f"dataset=shards streams every sample: {chosen[0]} needs the folder "
-                          f"(select before: python -m deit.data.export shards)")  # fmt: skip
+    if chosen:  # e.g. the smoke preset's train_size=5000
+        key, value = chosen[0], getattr(config, chosen[0])
+        off = "false" if isinstance(value, bool) else "0"
+        raise ConfigError(f"dataset=shards streams every sample: {key}={value} needs the folder; "
+                          f"add --set {key}={off}, or select before writing the shards "
+                          f"(python -m deit.data.export shards)")  # fmt: skip
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
