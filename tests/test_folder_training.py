@@ -146,31 +146,53 @@ def _step(run_dir):
     return torch.load(path, weights_only=True)["step"] if path.exists() else 0
 
 
-@pytest.mark.slow
-def test_a_folder_run_killed_mid_epoch_resumes_bit_identical(cifar_folder, tmp_path):
-    common = [*TINY, "--epochs", "2", "--set", "workers=2", "--set", "checkpoint_every=3",
-              "--set", "mixup=0.8", "--data-dir", str(cifar_folder)]  # fmt: skip
-    line = [sys.executable, "-m", "deit", "train", *common, "--out"]
-    # The uninterrupted run trains beside the one that is killed (one thread each).
-    whole = subprocess.Popen([*line, str(tmp_path / "whole")], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    cut = tmp_path / "cut"
-    process = subprocess.Popen([*line, str(cut)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+def _wait_for_step(run_dir, step, process):
+    """Block until the run in ``process`` has checkpointed ``step`` (written atomically)."""
     deadline = time.time() + 300
-    while _step(cut) < 9:  # inside the second epoch (8 steps an epoch)
+    while _step(run_dir) < step:
         assert process.poll() is None, process.communicate()[1]
         assert time.time() < deadline
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    # Another worker count, the same run; in-process (the CLI's code, without a new torch start).
-    assert main(["train", "--resume", str(cut), "--set", "workers=0"]) == 0
-    assert whole.wait(timeout=300) == 0, whole.communicate()[1]
-    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
-    resumed = torch.load(cut / "checkpoint.pt", weights_only=True)["model"]
-    for key, value in whole.items():
-        assert torch.equal(value, resumed[key]), key
+
+
+@pytest.mark.slow
+def test_a_folder_run_stopped_then_killed_resumes_bit_identical(cifar_folder, tmp_path):
+    """SIGTERM to the whole process group, as a scheduler or a terminal sends it (the loader
+    workers get it too), stops the run cleanly; the resumed run, SIGKILLed between
+    checkpoints, is resumed with another worker count and ends as the run never stopped."""
+    import os
+
+    common = [*TINY, "--epochs", "2", "--set", "workers=2", "--set", "checkpoint_every=3",
+              "--set", "mixup=0.8", "--data-dir", str(cifar_folder)]  # fmt: skip
+    deit = [sys.executable, "-m", "deit", "train"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+    # The uninterrupted run trains beside the one that is stopped (one thread each).
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    reference = subprocess.Popen([*deit, *common, "--out", str(whole)], **quiet)
+    try:
+        process = subprocess.Popen([*deit, *common, "--out", str(cut)], **quiet,
+                                   start_new_session=True)  # fmt: skip
+        _wait_for_step(cut, 3, process)
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 130, process.communicate()[1]
+        assert "Traceback" not in process.communicate()[1]
+        stopped_at = _step(cut)
+        assert 3 <= stopped_at <= 12  # 8 steps an epoch, 16 in all
+        resumed = subprocess.Popen([*deit, "--resume", str(cut)], **quiet)
+        _wait_for_step(cut, stopped_at + 3, resumed)  # the resumed run's own checkpoint
+        resumed.send_signal(signal.SIGKILL)
+        resumed.wait(timeout=60)
+        # Another worker count, the same run; in-process (the CLI's code, no new torch start).
+        assert main(["train", "--resume", str(cut), "--set", "workers=0"]) == 0
+        assert reference.wait(timeout=300) == 0, reference.communicate()[1]
+    finally:  # a failed check must not leave the reference run training
+        if reference.poll() is None:
+            reference.kill()
+            reference.wait()
+    first, second = (torch.load(d / "checkpoint.pt", weights_only=True)["model"]
+                     for d in (whole, cut))  # fmt: skip
+    for key, value in first.items():
+        assert torch.equal(value, second[key]), key
 
 
 @pytest.mark.slow
@@ -212,25 +234,3 @@ def test_in_the_same_order_the_folder_path_trains_bit_identical_to_memory(
             for d in ("memory", "folder"))  # fmt: skip
     for key, value in a.items():
         assert torch.equal(value, b[key]), key
-
-
-@pytest.mark.slow
-def test_sigterm_to_the_whole_process_group_stops_a_streamed_run_cleanly(cifar_folder, tmp_path):
-    """A scheduler or terminal signals every process of the group, loader workers included."""
-    import os
-
-    out = tmp_path / "run"
-    line = [sys.executable, "-m", "deit", "train", *TINY, "--epochs", "2", "--set", "workers=2",
-            "--set", "checkpoint_every=2", "--data-dir", str(cifar_folder),
-            "--out", str(out)]  # fmt: skip
-    process = subprocess.Popen(line, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 300
-    while _step(out) < 2:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.time() < deadline
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=60) == 130, process.communicate()[1]
-    assert "Traceback" not in process.communicate()[1]
-    assert main(["train", "--resume", str(out)]) == 0  # in-process: the resume is not the point
