@@ -64,7 +64,7 @@ def _torch_threads_restored():
 
 @pytest.fixture(scope="session")
 def small_teacher(cifar_dir, tmp_path_factory) -> Path:
-    """A CIFAR-10 teacher 20× cheaper than the shipped one (widths 8, 16, 16): its checkpoint.
+    """A small CIFAR-10 teacher (widths 8, 16, 16; the shipped one's are 64, 256, 256): its file.
 
     For tests of what distillation does to a run (the same batches reach the teacher, resume,
     ranks), where the teacher's accuracy is not what is checked: the shipped teacher's forward

@@ -284,7 +284,7 @@ def test_a_truncated_or_missing_shard_stops_before_any_work(shards, tmp_path, ca
     "setting, told",
     [([], "train_size=5000 needs the folder; add --set train_size=0"),  # the smoke preset's
      (["--set", "train_size=0", "--set", "test_size=0", "--set", "validation=true"],
-      "validation=True needs the folder; add --set validation=false")],
+      "validation=true needs the folder; add --set validation=false")],
 )  # fmt: skip
 def test_a_selection_shards_cannot_make_says_how_to_leave_it_out(tmp_path, capsys, setting, told):
     out = tmp_path / "run"

@@ -339,7 +339,7 @@ def _check_shards(config: TrainConfig) -> None:
     chosen = [key for key in listed if getattr(config, key)]
     if chosen:  # e.g. the smoke preset's train_size=5000
         key, value = chosen[0], getattr(config, chosen[0])
-        off = "false" if isinstance(value, bool) else "0"
+        value, off = ("true", "false") if isinstance(value, bool) else (value, "0")
         raise ConfigError(f"dataset=shards streams every sample: {key}={value} needs the folder; "
                           f"add --set {key}={off}, or select before writing the shards "
                           f"(python -m deit.data.export shards)")  # fmt: skip
