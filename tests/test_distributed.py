@@ -194,6 +194,8 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(source, side
     assert len(second["ranks"]) == 2
     for name, weight in first["model"].items():
         torch.testing.assert_close(second["model"][name], weight, atol=1e-4, rtol=0, msg=name)
+    for d in ("one", "two"):  # the share of the epoch its slowest-fed rank waited for batches
+        assert 0 <= json.loads((tmp_path / d / "metrics.jsonl").read_text())["data_wait"] < 1
     summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two")]
     assert summaries[1]["hardware"]["processes"] == 2
     assert summaries[0]["teacher_top1"] == pytest.approx(summaries[1]["teacher_top1"])

@@ -1,11 +1,11 @@
-"""Tests for the optimiser groups, the schedule and the evaluation of heads."""
+"""Tests for the optimiser groups, the schedule, a training epoch and the evaluation of heads."""
 
 import math
 
 import pytest
 import torch
 
-from deit.engine import cosine_lr, evaluate, param_groups
+from deit.engine import cosine_lr, evaluate, param_groups, train_one_epoch
 from deit.models import create_model
 
 
@@ -32,6 +32,31 @@ def test_cosine_lr_warms_up_then_decays_to_floor():
     assert lrs[-1] == pytest.approx(0.01, abs=1e-3)
     assert cosine_lr(55, 100, 10, 1.0, 0.0) == pytest.approx(0.5)
     assert not math.isnan(cosine_lr(0, 1, 0, 1.0, 0.0))
+
+
+def test_an_epoch_counts_the_time_spent_waiting_for_batches():
+    """A loader that takes 50 ms a batch shows as data_seconds, the steps' own time does not."""
+    import time
+
+    model = create_model("deit_tiny_patch8_32", embed_dim=16, depth=1, num_heads=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    batch = (torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 3]))
+
+    def slow_loader(batches: int, delay: float):
+        for _ in range(batches):
+            time.sleep(delay)
+            yield batch
+
+    def epoch(batches):
+        return train_one_epoch(
+            model, batches, lambda x, y: (x.float() / 255, y), optimizer, lambda step: 0.01, 0,
+            loss_fn=lambda out, y, x: torch.nn.functional.cross_entropy(out, y), show=False,
+        )  # fmt: skip
+
+    slow = epoch(slow_loader(4, 0.05))
+    assert slow["steps"] == 4 and 0.2 <= slow["data_seconds"] < slow["seconds"]
+    fast = epoch(slow_loader(4, 0.0))
+    assert fast["data_seconds"] < 0.05 < slow["data_seconds"] - fast["data_seconds"]
 
 
 def test_evaluate_reports_every_head_of_a_distilled_model():

@@ -244,6 +244,7 @@ def test_eval_every_evaluates_every_nth_epoch_and_the_last(
     assert first["test_top1"] is None and first["teacher_agreement"] is None
     assert first["test_top1_ema"] is None
     assert first["train_loss"] > 0 and first["img_per_s"] > 0 and first["lr"] > 0
+    assert all(0 <= m["data_wait"] < 1 for m in lines)  # the share of an epoch spent waiting
     for m in rest:
         assert set(m["test_top1"]) == {"cls", "dist", "avg"} and m["teacher_agreement"] is not None
         assert set(m["test_top1_ema"]) == {"cls", "dist", "avg"}
@@ -251,4 +252,6 @@ def test_eval_every_evaluates_every_nth_epoch_and_the_last(
     assert summary["test_top1_ema"] == lines[-1]["test_top1_ema"]
     assert summary["teacher_agreement"] == lines[-1]["teacher_agreement"]
     shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
-    assert len(shown) == 3 and "%" not in shown[0] and "avg" in shown[1] and "avg" in shown[2]
+    assert len(shown) == 3 and "avg" in shown[1] and "avg" in shown[2]
+    assert not any(head in shown[0] for head in ("cls", "dist", "avg"))  # not evaluated
+    assert all(line.endswith(" %") and "waiting for data" in line for line in shown)

@@ -84,7 +84,9 @@ def train_one_epoch(
     sync_every: int = 1,
     show: bool = True,
 ) -> dict[str, float]:
-    """Train ``model`` on ``batches``; return the loss sum, images, steps and seconds.
+    """Train ``model`` on ``batches``; return the loss sum, images, steps, seconds and the
+    seconds of them spent waiting for the next batch (``data_seconds``: a loader that cannot
+    keep up shows here, not in the step's speed).
 
     ``augment(images, labels)`` turns a uint8 batch into the model's input
     and the targets (class indices, or soft targets under Mixup/CutMix).
@@ -112,7 +114,9 @@ def train_one_epoch(
     images_seen, steps, start = 0, 0, time.perf_counter()
     bar = tqdm(batches, desc, total, initial=initial, leave=False, dynamic_ncols=True,
                disable=not show)  # fmt: skip
+    data_seconds, asked = 0.0, start  # asked: when the loop asked for the next batch
     for images, labels in bar:
+        data_seconds += time.perf_counter() - asked
         step = first_step + steps
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
@@ -139,12 +143,14 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{images_seen / elapsed:.0f}")
             if stop(step + 1):
                 break
+        asked = time.perf_counter()
     bar.close()
     loss_total = float(loss_sum)
     if not math.isfinite(loss_total):
         raise FloatingPointError(f"non-finite loss in the last {sync_every} steps")
     seconds = time.perf_counter() - start
-    return {"loss_sum": loss_total, "images": images_seen, "steps": steps, "seconds": seconds}
+    return {"loss_sum": loss_total, "images": images_seen, "steps": steps, "seconds": seconds,
+            "data_seconds": data_seconds}  # fmt: skip
 
 
 @torch.inference_mode()
