@@ -66,7 +66,8 @@ epoch = json.loads(open(sys.argv[2]).read().splitlines()[-1])
 train = next(r for r in rows if r["model"] == sys.argv[3] and r["mode"] == "train")
 achieved = epoch["img_per_s"] * train["gflop_per_img"]
 share = achieved / train["ceiling_gflop_per_s"]
-print(f"seed epoch: {epoch['img_per_s']:.0f} img/s, {epoch['seconds']:.1f} s, "
+print(f"seed epoch: {epoch['img_per_s']:.0f} img/s, {epoch['seconds']:.1f} s "
+      f"({100 * epoch['data_wait']:.0f} % of it waiting for batches), "
       f"test top-1 {epoch['test_top1']}")
 print(f"achieved {achieved:.0f} GFLOP/s of the student's step = {100 * share:.1f} % of the "
       f"{train['dtype']} ceiling {train['ceiling_gflop_per_s']:.0f} GFLOP/s (target >= 40 %)")

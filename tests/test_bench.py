@@ -75,4 +75,5 @@ def test_the_gpu_check_script_runs_its_steps_on_a_cpu(cifar_dir, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "% of the" in done.stdout and "GPU-minutes" in done.stdout
+    assert "% of it waiting for batches" in done.stdout
     assert (tmp_path / "check" / "seed-epoch" / "summary.json").is_file()
