@@ -11,7 +11,7 @@ from deit.data import decode, packing
 from deit.data.decode import decode_rgb, image_size, jpeg_reduction, read_file
 from deit.data.folder import open_rgb
 from deit.data.layout import DataError
-from deit.data.packing import SharedRing, pack_crops
+from deit.data.packing import SharedRing, SlotPool, pack_crops
 from deit.data.resize import resize_crops, resize_uint8
 from deit.data.transforms import cut, eval_image, train_crop, train_image
 
@@ -229,6 +229,24 @@ def test_a_shared_ring_reuses_its_slots_in_turn_in_a_worker_and_grows_a_slot_whe
     assert shapes.tolist() == [[4, 5], [2, 3]]
     with pytest.raises(ValueError, match="2 slots"):
         SharedRing(1)
+
+
+def test_a_slot_pool_reuses_a_slot_only_once_released_and_else_gives_a_fresh_buffer():
+    pool = SlotPool(workers=2, slots=2)
+    a, slot_a = pool.take(1, 100)
+    b, slot_b = pool.take(1, 100)
+    assert (slot_a, slot_b) == (0, 1) and pool.busy.tolist() == [[0, 0], [1, 1]]
+    c, slot_c = pool.take(1, 100)  # both busy: a fresh buffer, not a slot in use
+    assert slot_c == -1 and c.data_ptr() not in (a.data_ptr(), b.data_ptr())
+    pool.release(1, slot_b)
+    again, slot = pool.take(1, 90)  # slot 1's memory again, a shorter view
+    assert slot == 1 and again.data_ptr() == b.data_ptr() and again.numel() == 90
+    pool.release(1, -1)  # a fresh buffer's: nothing to free
+    assert pool.busy.tolist() == [[0, 0], [1, 1]]
+    _, slot = pool.take(0, 10)  # another worker's slots are its own
+    assert slot == 0 and pool.taken.tolist() == [[1, 0], [3, 1]]
+    pool.reset()
+    assert not pool.busy.any()
 
 
 def test_a_box_is_cut_at_the_decoded_scale_in_whole_pixels():

@@ -205,6 +205,25 @@ def test_the_gpu_path_over_shards_is_exact_across_workers_and_resume(shards):
 
 
 @pytest.mark.parametrize("on_device", [False, True])
+def test_chunk_buffers_are_reused_only_once_their_images_were_copied_out(shards, on_device):
+    """Batches of 2 make chunks of 2: each of 2 workers sends 9 chunks through 5 slots
+    (prefetch 1) while the loader holds chunks back for the plan's order."""
+    found = find_shards(str(shards), "train")
+    kwargs = dict(size=16, seed=5, buffer=3, resize_on_device=on_device)
+    alone = ShardLoader(found, 2, **kwargs)
+    loader = ShardLoader(found, 2, workers=2, prefetch=1, **kwargs)
+    for epoch in (0, 1):
+        alone.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        for (a, labels), (b, same) in zip(alone, loader, strict=True):
+            assert torch.equal(a, b) and torch.equal(labels, same)
+        assert not loader.dataset.slots.busy.any()  # every chunk released at the epoch's end
+    loader.close()
+    from_slots, fresh = loader.dataset.slots.taken.sum(0).tolist()
+    assert from_slots + fresh == 36 and from_slots > 20  # 18 chunks an epoch, most reused
+
+
+@pytest.mark.parametrize("on_device", [False, True])
 def test_an_image_that_does_not_decode_is_named_or_skipped(folder, tmp_path, on_device):
     root = tmp_path / "root"
     shutil.copytree(folder, root)

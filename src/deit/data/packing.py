@@ -1,8 +1,9 @@
 """How a worker's batch crosses to the training process: in one buffer, in shared memory.
 
 What this room holds: :func:`shared_uint8` (an empty uint8 buffer, in shared
-memory when called in a DataLoader worker) and :class:`SharedRing` (a
-worker's ring of such buffers, reused batch after batch);
+memory when called in a DataLoader worker), :class:`SharedRing` (a
+worker's ring of such buffers, reused batch after batch) and
+:class:`SlotPool` (buffers reused once the training process releases them);
 :func:`pack_crops` (crops of different sizes → one flat buffer and their
 shapes) and :func:`decode_packed` (planned crops decoded straight into one);
 :class:`Batch` (what a worker sends), :func:`stack_items` (images → a
@@ -27,8 +28,8 @@ from deit.data.layout import DataError
 from deit.data.transforms import CropPlan, decode_crop
 
 __all__ = [
-    "Batch", "SharedRing", "decode_packed", "pack_crops", "pack_planned", "shared_uint8",
-    "stack_items",
+    "Batch", "SharedRing", "SlotPool", "decode_packed", "pack_crops", "pack_planned",
+    "shared_uint8", "stack_items",
 ]  # fmt: skip
 
 
@@ -84,6 +85,55 @@ class SharedRing:
         if buffer is None or buffer.numel() < numel:
             buffer = self._buffers[slot] = shared_uint8(numel + numel // 8)
         return buffer[:numel]
+
+
+class SlotPool:
+    """Each worker's shared-memory buffers, reused once the training process has released them.
+
+    For chunks the training process keeps for as long as its order needs
+    (:class:`~deit.data.shard_loader.ShardLoader` puts the samples of all
+    workers' chunks back in the plan's order), where :class:`SharedRing`'s
+    bound does not hold. :attr:`busy` (shared memory, made before the
+    workers fork) marks slot ``s`` of worker ``w`` from the moment the worker
+    takes it until the training process releases it (:meth:`release`), after the
+    chunk's last image was copied out. A worker with no free slot takes a
+    fresh buffer (slot -1): it never waits, and never writes into a slot in
+    use. :meth:`reset` frees every slot when an iteration starts: the
+    DataLoader has then received, and dropped, the previous iteration's
+    chunks. :attr:`taken` counts, per worker, the buffers taken from a slot
+    and the fresh ones (too few slots for how long chunks are kept).
+    """
+
+    def __init__(self, workers: int, slots: int) -> None:
+        self.busy = torch.zeros(max(workers, 1), slots, dtype=torch.uint8).share_memory_()
+        self.taken = torch.zeros(max(workers, 1), 2, dtype=torch.int64).share_memory_()
+        self._buffers: list[torch.Tensor | None] = [None] * slots
+        self._pid = os.getpid()
+
+    def take(self, worker: int, numel: int) -> tuple[torch.Tensor, int]:
+        """A 1-D uint8 buffer of ``numel`` elements for ``worker``, and its slot (-1: fresh)."""
+        if self._pid != os.getpid():  # each forked worker fills its own slots
+            self._buffers, self._pid = [None] * len(self._buffers), os.getpid()
+        free = torch.nonzero(self.busy[worker] == 0)
+        if len(free) == 0:
+            self.taken[worker, 1] += 1
+            return shared_uint8(numel), -1
+        slot = int(free[0])
+        self.busy[worker, slot] = 1
+        self.taken[worker, 0] += 1
+        buffer = self._buffers[slot]
+        if buffer is None or buffer.numel() < numel:
+            buffer = self._buffers[slot] = shared_uint8(numel + numel // 8)
+        return buffer[:numel], slot
+
+    def release(self, worker: int, slot: int) -> None:
+        """The training process is done with the chunk in ``slot`` (-1: nothing to free)."""
+        if slot >= 0:
+            self.busy[worker, slot] = 0
+
+    def reset(self) -> None:
+        """Free every slot (before an iteration starts)."""
+        self.busy.zero_()
 
 
 def pack_crops(

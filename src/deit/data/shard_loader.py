@@ -17,20 +17,22 @@ decoding them, the used samples of the shards it resumes in.
 
 On a GPU (``resize_on_device``) the workers only decode and crop, as for an
 image folder (:mod:`deit.data.stream`): each chunk's crops cross in one
-shared buffer, and the device resizes each batch.
+shared buffer, and the device resizes each batch. A worker packs its chunks
+into buffers it reuses once the training process has copied their images
+out (:class:`~deit.data.packing.SlotPool`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from deit.data.layout import DataError
-from deit.data.packing import pack_planned, stack_items
+from deit.data.packing import SlotPool, pack_planned, stack_items
 from deit.data.resize import resize_crops
 from deit.data.shard_order import epoch_plan, fewest, stream_shards
 from deit.data.shards import ShardError, ShardSet, read_shard
@@ -99,19 +101,21 @@ class ShardStream(IterableDataset):
     many samples the epoch is cut to (0: not cut). Epoch and first position
     come through :attr:`state`, a tensor in shared memory, because
     persistent workers hold their own copy of this object. A chunk is
-    ``(positions, images, labels, failures, fatal)``: ``failures`` lists
-    ``(position, name, message)`` of images that did not decode; ``fatal`` is
-    the one line of a shard error, which ends the worker's part. With
-    ``crop_only`` the images are training crops not yet resized, packed
-    into one shared buffer per chunk, ``(flat, shapes)``.
+    ``(positions, images, labels, failures, fatal, (worker, slot))``:
+    ``failures`` lists ``(position, name, message)`` of images that did not
+    decode; ``fatal`` is the one line of a shard error, which ends the
+    worker's part; the images are in ``slots``' buffer ``slot`` of
+    ``worker`` (-1: a fresh one). With ``crop_only`` the images are training
+    crops not yet resized, packed into one buffer per chunk,
+    ``(flat, shapes)``.
     """
 
     def __init__(
         self, shards: ShardSet, order: dict, view: dict, limit: int, chunk: int,
-        crop_only: bool = False,
+        slots: SlotPool, crop_only: bool = False,
     ) -> None:  # fmt: skip
         self.shards, self.order, self.view = shards, order, view
-        self.limit, self.chunk, self.crop_only = limit, chunk, crop_only
+        self.limit, self.chunk, self.crop_only, self.slots = limit, chunk, crop_only, slots
         self.state = torch.zeros(2, dtype=torch.int64).share_memory_()
         self._plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -146,16 +150,28 @@ class ShardStream(IterableDataset):
                 sample = readers[int(which[position])].take(int(ids[position]))
                 items.append(self._item(position, sample, epoch))
                 if len(items) == self.chunk:
-                    yield _chunk(items)
+                    yield self._send(items, worker)
                     items = []
         except ShardError as err:
-            yield _chunk(items, fatal=str(err))
+            yield self._send(items, worker, fatal=str(err))
             return
         finally:
             for reader in readers.values():
                 reader.close()
         if items:
-            yield _chunk(items)
+            yield self._send(items, worker)
+
+    def _send(self, items: list, worker: int, fatal: str | None = None) -> tuple:
+        """:func:`_chunk` of ``items``, packed into a buffer of :attr:`slots`, and its slot."""
+        slot = -1
+
+        def alloc(numel: int) -> torch.Tensor:
+            nonlocal slot
+            buffer, slot = self.slots.take(worker, numel)
+            return buffer
+
+        chunk = _chunk(items, alloc, fatal)
+        return (*chunk, (worker, slot))
 
     def _item(self, position: int, sample: tuple[str, bytes, int], epoch: int) -> tuple:
         name, data, label = sample
@@ -192,22 +208,22 @@ def sample_view(
     return plain_image(name, size, data=data)
 
 
-def _chunk(items: list, fatal: str | None = None) -> tuple:
+def _chunk(items: list, alloc: Callable[[int], torch.Tensor], fatal: str | None = None) -> tuple:
     """Items ``(position, image or plan, label, failure)`` → the chunk a worker sends.
 
-    Images are stacked into shared memory (:func:`~deit.data.packing.stack_items`);
-    crop plans decoded into one shared buffer (:func:`~deit.data.packing.pack_planned`),
+    Images are stacked into ``alloc``'s buffer (:func:`~deit.data.packing.stack_items`);
+    crop plans decoded into one (:func:`~deit.data.packing.pack_planned`),
     sent as ``(flat, shapes)``.
     """
     good = [(p, image, label) for p, image, label, failure in items if failure is None]
     failures = [(p, *failure) for p, _, _, failure in items if failure is not None]
     images = None
     if good and isinstance(good[0][1], CropPlan):
-        flat, shapes, good, failed = pack_planned(good)
+        flat, shapes, good, failed = pack_planned(good, alloc)
         failures += failed
         images = (flat, shapes)
     elif good:  # stacked in shared memory already: no copy to cross to the loader
-        images = stack_items([(image, label, None) for _, image, label in good]).images
+        images = stack_items([(image, label, None) for _, image, label in good], alloc).images
     return [p for p, _, _ in good], images, [label for _, _, label in good], failures, fatal
 
 
@@ -254,8 +270,10 @@ class ShardLoader:
                  "buffer": buffer, "repeats": repeats}  # fmt: skip
         view = {"mode": mode, "size": size, "scale": scale, "ratio": ratio, "crop_pct": crop_pct}
         limit = batch_size if self.drop_last else 0
+        # Slots for the chunks in flight (prefetch) and those held until their turn comes.
+        slots = SlotPool(workers, prefetch + 4)
         self.dataset = ShardStream(shards, order, view, limit, chunk=min(batch_size, 64),
-                                   crop_only=resize_on_device)  # fmt: skip
+                                   slots=slots, crop_only=resize_on_device)  # fmt: skip
         if len(self) == 0:
             raise ValueError(f"{len(shards)} images in {len(shards.counts)} shard(s) make no "
                              f"batch of {batch_size} on each of {world_size} rank(s) with "
@@ -305,17 +323,25 @@ class ShardLoader:
         end, size = len(self.plan(self.epoch)[0]), self.batch_size
         position = first_batch * size
         self.dataset.state[0], self.dataset.state[1] = self.epoch, position
+        slots = self.dataset.slots
+        slots.reset()  # the last iteration's chunks are never read
         held: dict[int, tuple] = {}
+        unread: dict[tuple[int, int], int] = {}  # (worker, slot) → its images not yet copied out
         batch: list[tuple] = []
         failure = None
-        for positions, images, labels, failures, fatal in self._data_loader():
+        for positions, images, labels, failures, fatal, slot in self._data_loader():
+            slot = tuple(slot)  # the DataLoader may hand the pair on as a list
+            if positions:
+                unread[slot] = len(positions)
+            else:
+                slots.release(*slot)
             if self.resize_on_device and positions:  # a chunk's crops, packed: to the device
                 flat, shapes = images
                 flat = flat.to(self.device, non_blocking=self.device.type == "cuda")
                 pieces = flat.split(shapes.prod(1).mul(3).tolist())
                 images = list(zip(pieces, shapes.tolist(), strict=True))
             for i, p in enumerate(positions):
-                held[p] = (images[i], labels[i])
+                held[p] = (images[i], labels[i], slot)
             for p, name, message in failures:
                 held[p] = (None, name, message)
             while position in held:
@@ -328,8 +354,14 @@ class ShardLoader:
                 elif item[1] not in self.skipped:
                     self.skipped.append(item[1])
                 if failure is None and batch and (position % size == 0 or position == end):
-                    yield self._to_device(batch)
+                    ready = self._to_device(batch)  # copied out of the chunks' buffers
+                    for *_, slot in batch:
+                        unread[slot] -= 1
+                        if not unread[slot]:
+                            del unread[slot]
+                            slots.release(*slot)
                     batch = []
+                    yield ready
             if failure is not None or fatal is not None:
                 self.close()  # now, not in whatever the garbage collector interrupts later
                 raise DataError(failure) if failure is not None else ShardError(fatal)
@@ -338,11 +370,11 @@ class ShardLoader:
 
     def _to_device(self, batch: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
         nb = self.device.type == "cuda"
-        labels = torch.tensor([label for _, label in batch], dtype=torch.int64)
+        labels = torch.tensor([label for _, label, _ in batch], dtype=torch.int64)
         if self.resize_on_device:  # crops already on the device, from the chunks they came in
-            flat = torch.cat([pixels for (pixels, _), _ in batch])
-            shapes = torch.tensor([shape for (_, shape), _ in batch], dtype=torch.int64)
+            flat = torch.cat([pixels for (pixels, _), _, _ in batch])
+            shapes = torch.tensor([shape for (_, shape), _, _ in batch], dtype=torch.int64)
             images = resize_crops(flat, shapes, self.size)
         else:
-            images = torch.stack([image for image, _ in batch])
+            images = torch.stack([image for image, _, _ in batch])
         return images.to(self.device, non_blocking=nb), labels.to(self.device, non_blocking=nb)
