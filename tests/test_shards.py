@@ -26,6 +26,7 @@ from deit.cli import main
 from deit.data.export import main as export_main
 from deit.data.folder import scan_folder
 from deit.data.layout import DataError
+from deit.data.packing import SlotPool
 from deit.data.shard_loader import ShardLoader
 from deit.data.shard_order import epoch_plan
 from deit.data.shards import ShardError, expand, find_shards, write_shards
@@ -221,6 +222,11 @@ def test_chunk_buffers_are_reused_only_once_their_images_were_copied_out(shards,
     loader.close()
     from_slots, fresh = loader.dataset.slots.taken.sum(0).tolist()
     assert from_slots + fresh == 36 and from_slots > 20  # 18 chunks an epoch, most reused
+    loader.dataset.slots = SlotPool(2, 0)  # no slot: every chunk in a fresh buffer
+    for (a, labels), (b, same) in zip(alone, loader, strict=True):
+        assert torch.equal(a, b) and torch.equal(labels, same)
+    loader.close()
+    assert loader.dataset.slots.taken.sum(0).tolist() == [0, 18]
 
 
 @pytest.mark.parametrize("on_device", [False, True])

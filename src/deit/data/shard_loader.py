@@ -331,8 +331,8 @@ class ShardLoader:
         failure = None
         for positions, images, labels, failures, fatal, slot in self._data_loader():
             slot = tuple(slot)  # the DataLoader may hand the pair on as a list
-            if positions:
-                unread[slot] = len(positions)
+            if positions:  # a worker's fresh buffers (slot -1) share one count, freeing nothing
+                unread[slot] = unread.get(slot, 0) + len(positions)
             else:
                 slots.release(*slot)
             if self.resize_on_device and positions:  # a chunk's crops, packed: to the device
@@ -355,11 +355,11 @@ class ShardLoader:
                     self.skipped.append(item[1])
                 if failure is None and batch and (position % size == 0 or position == end):
                     ready = self._to_device(batch)  # copied out of the chunks' buffers
-                    for *_, slot in batch:
-                        unread[slot] -= 1
-                        if not unread[slot]:
-                            del unread[slot]
-                            slots.release(*slot)
+                    for *_, key in batch:
+                        unread[key] -= 1
+                        if not unread[key]:
+                            del unread[key]
+                            slots.release(*key)
                     batch = []
                     yield ready
             if failure is not None or fatal is not None:
