@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from deit import epoch_log
 from deit.checkpoint import CheckpointError
 from deit.config import ConfigError, TrainConfig, config_from_dict, validate
 from deit.data import DataError, TrainAugment
@@ -36,11 +37,6 @@ FREE_ON_RESUME = ("data_dir", "download", "threads", "checkpoint_every", "worker
 """Settings a resumed run may change: where the data is, threads, checkpoint frequency,
 loader processes, whether to skip a file that cannot be decoded, and how often to evaluate
 (none of them changes what is trained)."""
-
-
-def _zero_stats() -> dict[str, float]:
-    """Running sums of an epoch in progress."""
-    return {"loss_sum": 0.0, "images": 0, "steps": 0, "seconds": 0.0, "data_seconds": 0.0}
 
 
 def _state(run: dict, step: int, partial: dict, config: TrainConfig, world: World) -> dict | None:
@@ -78,23 +74,6 @@ def _restore(run: dict, state: dict, config: TrainConfig, world: World) -> tuple
     if "cuda_rng" in own and world.device.type == "cuda":
         torch.cuda.set_rng_state(own["cuda_rng"], world.device)
     return state["step"], state["partial"]
-
-
-def _epoch_record(epoch: int, lr: float, sums: dict, top1: dict | None) -> dict:
-    """One line of metrics.jsonl; ``top1`` None (and so the agreement): not evaluated."""
-    agreement = top1.pop("agreement", None) if top1 else None
-    return {"epoch": epoch + 1, "lr": lr, "train_loss": sums["loss_sum"] / sums["images"],
-            "test_top1": top1, "teacher_agreement": agreement, "seconds": sums["seconds"],
-            "img_per_s": sums["images"] / sums["seconds"],
-            "data_wait": sums.get("data_seconds", 0.0) / sums["seconds"]}  # fmt: skip
-
-
-def _print_epoch(record: dict, epochs: int) -> None:
-    """The one line per epoch shown under the progress bar (no accuracies if not evaluated)."""
-    heads = [f"{k} {v:.2f}%" for k, v in (record["test_top1"] or {}).items()]
-    tqdm.write("  ".join([f"epoch {record['epoch']}/{epochs}", f"loss {record['train_loss']:.4f}",
-                          *heads, f"{record['img_per_s']:.0f} img/s",
-                          f"waiting for data {100 * record['data_wait']:.0f} %"]))  # fmt: skip
 
 
 def build_teacher(
@@ -295,7 +274,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
     ema = ModelEMA(model, config.ema_decay) if config.ema_decay else None
     if ema is not None:
         parts["ema"] = ema
-    step, partial, record = 0, _zero_stats(), {}
+    step, partial, record = 0, epoch_log.zero_stats(), {}
     if state is not None:
         step, partial = _restore(parts, state, config, world)
     if resume:
@@ -336,7 +315,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                     sync_every=sync_every, show=world.is_main,
                 )  # fmt: skip
                 step += stats["steps"]
-                partial = _add_stats(partial, stats, world)
+                partial = epoch_log.add_stats(partial, stats, world)
                 if step < (epoch + 1) * steps:  # paused mid-epoch: a signal or a periodic save
                     save(step, partial)
                     if interrupted:
@@ -348,15 +327,15 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                                          **evaluation)  # fmt: skip
                     if ema is not None:
                         ema_top1 = _evaluate_all(ema.module, inputs, world, **evaluation)
-                record = _epoch_record(epoch, lr_at(step - 1), partial, top1)
+                record = epoch_log.epoch_record(epoch, lr_at(step - 1), partial, top1)
                 if ema is not None:
                     record["test_top1_ema"] = ema_top1
                 # The line first: a resume drops lines the checkpoint lacks.
                 run.append_metrics(record)
-                partial = _zero_stats()
+                partial = epoch_log.zero_stats()
                 save(step, partial)
                 if world.is_main:
-                    _print_epoch(record, config.epochs)
+                    epoch_log.print_epoch(record, config.epochs)
                 if interrupted and step < total:
                     raise RunInterrupted(run.path, step, total, run.resume_with)
         except DataError as err:  # a file that fails to decode mid-run, or a shard
@@ -369,21 +348,6 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
     if inputs.skipped:
         summary["skipped_files"] = len(inputs.skipped)
     return run.finish(summary, command, world)
-
-
-def _add_stats(partial: dict, stats: dict, world: World) -> dict:
-    """Add one rank's epoch sums to the running ones, summed over ranks (seconds: the slowest
-    rank's; data_seconds: the rank that waited longest for its batches)."""
-    loss_sum, images = world.sum([stats["loss_sum"], stats["images"]])
-    ranks = world.gather((stats["seconds"], stats["data_seconds"]))
-    seconds, data_seconds = (max(column) for column in zip(*ranks, strict=True))
-    return {
-        "loss_sum": partial["loss_sum"] + loss_sum,
-        "images": partial["images"] + int(images),
-        "steps": partial["steps"] + stats["steps"],
-        "seconds": partial["seconds"] + seconds,
-        "data_seconds": partial.get("data_seconds", 0.0) + data_seconds,  # none in old checkpoints
-    }
 
 
 def _summary(config, model, record, teacher_top1: float | None) -> dict:
