@@ -414,6 +414,29 @@ def test_two_torchrun_ranks_read_each_sample_once_an_epoch(shards, tmp_path):
     assert all(t[1] == len(t[0]) == t[2] * 4 for t in trained)
 
 
+EXIT_SCRIPT = """
+import sys
+from deit.data.folder import scan_folder
+from deit.data.shard_loader import ShardLoader
+from deit.data.shards import find_shards
+from deit.data.stream import StreamLoader
+
+stream = StreamLoader(scan_folder(sys.argv[1]).train, 8, size=16, workers=2)
+shards = ShardLoader(find_shards(sys.argv[2], "train"), 8, size=16, workers=2)
+held = [iter(stream), iter(shards)]  # both mid-epoch, their workers running
+print([len(next(batches)[0]) for batches in held])
+"""
+
+
+@pytest.mark.slow
+def test_an_interpreter_exits_with_loaders_still_open(folder, shards):
+    """Workers deaf to SIGTERM (the process group's signal is the trainer's) must not keep a
+    script that never closed its loaders from exiting: Python's shutdown SIGTERMs, then waits."""
+    line = [sys.executable, "-c", EXIT_SCRIPT, str(folder), str(shards)]
+    done = subprocess.run(line, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout == "[8, 8]\n", done.stderr
+
+
 def _step(run_dir) -> int:
     path = run_dir / "checkpoint.pt"
     return torch.load(path, weights_only=True)["step"] if path.exists() else 0

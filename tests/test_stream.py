@@ -1,6 +1,7 @@
 """Tests for the streaming image-folder loader: crops, order, workers, resume, bad files, draft."""
 
 import math
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -312,6 +313,18 @@ def test_iterating_leaves_the_global_torch_rng_alone(samples):
     state = torch.get_rng_state()
     list(loader)
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_close_stops_the_workers_while_an_iteration_is_held(samples):
+    """close() stops them now, not when the last iteration is garbage collected."""
+    before = set(multiprocessing.active_children())
+    loader = StreamLoader(samples, 8, size=SIZE, workers=2)
+    held = iter(loader)
+    next(held)
+    assert len(set(multiprocessing.active_children()) - before) == 2
+    loader.close()
+    assert set(multiprocessing.active_children()) - before == set()
+    held.close()
 
 
 def test_bad_arguments_raise(samples):

@@ -24,7 +24,6 @@ out (:class:`~deit.data.packing.SlotPool`).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -36,7 +35,7 @@ from deit.data.packing import SlotPool, pack_planned, stack_items
 from deit.data.resize import resize_crops
 from deit.data.shard_order import epoch_plan, fewest, stream_shards
 from deit.data.shards import ShardError, ShardSet, read_shard
-from deit.data.stream import MODES, _ignore_stop_signals, device_resizes
+from deit.data.stream import MODES, device_resizes
 from deit.data.transforms import (
     RATIO,
     SCALE,
@@ -48,6 +47,7 @@ from deit.data.transforms import (
     plan_crop,
     train_image,
 )
+from deit.data.workers import close_at_exit, shut_down, worker_loader
 
 
 class _Stream:
@@ -300,18 +300,15 @@ class ShardLoader:
 
     def close(self) -> None:
         """Stop the worker processes now; the next iteration starts new ones."""
+        shut_down(self._loader)
         self._loader = None
 
     def _data_loader(self) -> DataLoader:
         if self._loader is None:
-            fork = sys.platform == "linux" and self.workers
-            self._loader = DataLoader(
-                self.dataset, batch_size=None, num_workers=self.workers,
-                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,
-                prefetch_factor=self.prefetch if self.workers else None,
-                multiprocessing_context="fork" if fork else None,
-                generator=torch.Generator(), worker_init_fn=_ignore_stop_signals,
-            )  # fmt: skip
+            self._loader = worker_loader(self.dataset, workers=self.workers,
+                                         prefetch=self.prefetch, device=self.device,
+                                         batch_size=None)  # fmt: skip
+            close_at_exit(self)
         return self._loader
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import sys
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -53,6 +51,7 @@ from deit.data.transforms import (
     train_crop,
     train_image,
 )
+from deit.data.workers import close_at_exit, shut_down, worker_loader
 
 MODES = ("train", "eval", "plain")
 
@@ -195,18 +194,6 @@ def device_resizes(asked: bool | None, mode: str, device: torch.device) -> bool:
     return asked
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """In a worker: leave Ctrl-C and SIGTERM to the training process.
-
-    A terminal or a scheduler signals the whole process group; a worker killed
-    by it would end the run with a traceback before the training process could
-    save its checkpoint. The training process stops cleanly, then shuts the
-    workers down itself.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 class StreamLoader:
     """Yield ``(images, labels)`` decoded from files: uint8 B×3×S×S and int64, on ``device``.
 
@@ -292,31 +279,22 @@ class StreamLoader:
     def _data_loader(self) -> DataLoader:
         """The DataLoader, made on first use and kept, with its workers, until :meth:`close`."""
         if self._loader is None:
-            self._loader = DataLoader(
-                self.dataset,
-                batch_sampler=self._sampler,
-                num_workers=self.workers,
-                collate_fn=_as_sent,
-                pin_memory=self.device.type == "cuda",
-                prefetch_factor=self.prefetch if self.workers else None,
-                persistent_workers=self.workers > 0,
-                multiprocessing_context="fork"
-                if sys.platform == "linux" and self.workers
-                else None,
-                # Its own generator: DataLoader draws a seed at every iteration,
-                # which would otherwise advance the global torch RNG.
-                generator=torch.Generator(),
-                worker_init_fn=_ignore_stop_signals,
-            )
+            self._loader = worker_loader(
+                self.dataset, workers=self.workers, prefetch=self.prefetch, device=self.device,
+                batch_sampler=self._sampler, collate_fn=_as_sent,
+            )  # fmt: skip
+            close_at_exit(self)
         return self._loader
 
     def close(self) -> None:
         """Stop the worker processes now; the next iteration starts new ones.
 
-        Otherwise they end when the loader is garbage collected, and a
-        collection that happens to run inside an ``import`` stalls for 5 s per
-        worker (the DataLoader's shutdown then waits on its join timeout).
+        Otherwise they end when the loader is garbage collected (a collection
+        that happens to run inside an ``import`` stalls for 5 s per worker: the
+        DataLoader's shutdown then waits on its join timeout), or when the
+        interpreter exits.
         """
+        shut_down(self._loader)
         self._loader = None
 
     def set_epoch(self, epoch: int) -> None:
