@@ -4,10 +4,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from stop_and_resume import saved_step, wait_for_step
 
 from deit.cli import main
 from deit.config import ConfigError, from_preset
@@ -141,20 +141,6 @@ def test_a_bad_file_stops_the_run_in_one_line_or_is_skipped(cifar_folder, tmp_pa
     assert json.loads((out / "summary.json").read_text())["skipped_files"] == 1
 
 
-def _step(run_dir):
-    path = run_dir / "checkpoint.pt"
-    return torch.load(path, weights_only=True)["step"] if path.exists() else 0
-
-
-def _wait_for_step(run_dir, step, process):
-    """Block until the run in ``process`` has checkpointed ``step`` (written atomically)."""
-    deadline = time.time() + 300
-    while _step(run_dir) < step:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.time() < deadline
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 def test_a_folder_run_stopped_then_killed_resumes_bit_identical(cifar_folder, tmp_path):
     """SIGTERM to the whole process group, as a scheduler or a terminal sends it (the loader
@@ -172,14 +158,14 @@ def test_a_folder_run_stopped_then_killed_resumes_bit_identical(cifar_folder, tm
     try:
         process = subprocess.Popen([*deit, *common, "--out", str(cut)], **quiet,
                                    start_new_session=True)  # fmt: skip
-        _wait_for_step(cut, 3, process)
+        wait_for_step(cut, 3, process)
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(timeout=60) == 130, process.communicate()[1]
         assert "Traceback" not in process.communicate()[1]
-        stopped_at = _step(cut)
+        stopped_at = saved_step(cut)
         assert 3 <= stopped_at <= 12  # 8 steps an epoch, 16 in all
         resumed = subprocess.Popen([*deit, "--resume", str(cut)], **quiet)
-        _wait_for_step(cut, stopped_at + 3, resumed)  # the resumed run's own checkpoint
+        wait_for_step(cut, stopped_at + 3, resumed)  # the resumed run's own checkpoint
         resumed.send_signal(signal.SIGKILL)
         resumed.wait(timeout=60)
         # Another worker count, the same run; in-process (the CLI's code, no new torch start).

@@ -3,10 +3,10 @@
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from stop_and_resume import saved_step, wait_for_step
 
 from deit.cli import main
 
@@ -29,21 +29,6 @@ TEACHER += ["--set", "whiten_bias_epochs=1", "--set", "threads=1"]
 def start(command, cifar_dir, *args):
     line = [sys.executable, "-m", "deit", command, "--data-dir", str(cifar_dir), *args]
     return subprocess.Popen(line, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def steps_saved(run_dir):
-    """The step of the run's latest checkpoint (0 before the first)."""
-    path = run_dir / "checkpoint.pt"
-    return torch.load(path, weights_only=True)["step"] if path.exists() else 0
-
-
-def wait_for_step(run_dir, step, process, timeout=120):
-    """Block until the run's checkpoint has reached ``step`` (it is written atomically)."""
-    deadline = time.time() + timeout
-    while steps_saved(run_dir) < step:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.time() < deadline, f"no checkpoint of step {step} appeared"
-        time.sleep(0.02)
 
 
 def assert_same(a, b):
@@ -83,11 +68,11 @@ def test_a_run_killed_then_stopped_and_resumed_twice_ends_bit_identical(cifar_di
     reference = start("train", cifar_dir, "--out", str(whole), *TINY)
     try:
         stop(start("train", cifar_dir, "--out", str(out), *TINY), out, 9, signal.SIGKILL)
-        killed_at = steps_saved(out)
+        killed_at = saved_step(out)
         assert 9 <= killed_at <= 18
         # The resumed run's own first checkpoint, so the stop cannot come before it started.
         stop(start("train", cifar_dir, "--resume", str(out)), out, killed_at + 3, signal.SIGTERM)
-        assert killed_at + 3 <= steps_saved(out) < 24
+        assert killed_at + 3 <= saved_step(out) < 24
         # The last resume in-process (the CLI's own code, without a third start of torch).
         assert main(["train", "--data-dir", str(cifar_dir), "--resume", str(out)]) == 0
         assert reference.wait(timeout=300) == 0, reference.communicate()[1]
@@ -108,7 +93,7 @@ def test_teacher_stopped_by_sigterm_and_resumed_ends_bit_identical(cifar_dir, tm
     assert process.wait(timeout=60) == 130
     err = process.communicate()[1]
     assert f"checkpoint saved. Continue with: deit teacher --resume {cut}" in err
-    assert 3 <= steps_saved(cut) < 16
+    assert 3 <= saved_step(cut) < 16
     assert main(["teacher", "--data-dir", str(cifar_dir), "--resume", str(cut)]) == 0
     assert whole.wait(timeout=300) == 0, whole.communicate()[1]
     assert_same(teacher_weights(cut), teacher_weights(full))

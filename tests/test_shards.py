@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stop_and_resume import saved_step, wait_for_step
 
 from deit.cli import main
 from deit.data.export import main as export_main
@@ -437,11 +437,6 @@ def test_an_interpreter_exits_with_loaders_still_open(folder, shards):
     assert done.returncode == 0 and done.stdout == "[8, 8]\n", done.stderr
 
 
-def _step(run_dir) -> int:
-    path = run_dir / "checkpoint.pt"
-    return torch.load(path, weights_only=True)["step"] if path.exists() else 0
-
-
 @pytest.mark.slow
 def test_a_shard_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path):
     """The documented rule: SIGKILL mid-epoch, ``--resume`` (here with another worker count)
@@ -453,14 +448,10 @@ def test_a_shard_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path):
     whole = subprocess.Popen([*line, str(tmp_path / "whole")], **quiet)
     cut = tmp_path / "cut"
     process = subprocess.Popen([*line, str(cut)], **quiet)
-    deadline = time.time() + 300
-    while _step(cut) < 5:  # inside the second epoch (4 steps an epoch)
-        assert process.poll() is None, process.communicate()[1]
-        assert time.time() < deadline
-        time.sleep(0.02)
+    wait_for_step(cut, 5, process)  # inside the second epoch (4 steps an epoch)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
-    assert _step(cut) < 12
+    assert saved_step(cut) < 12
     assert main(["train", "--resume", str(cut), "--set", "workers=0"]) == 0
     assert whole.wait(timeout=300) == 0, whole.communicate()[1]
     first, second = (torch.load(d / "checkpoint.pt", weights_only=True)["model"]
