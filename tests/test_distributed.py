@@ -30,6 +30,56 @@ def test_without_torchrun_a_session_is_a_world_of_one(monkeypatch):
         assert world.gather({"a": 1}) == [{"a": 1}]
 
 
+GLOO_PEER_GONE = (
+    "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+    "[127.0.0.1]:24747. This is typically caused by a remote worker crashing. Check the logs."
+)
+
+
+@pytest.mark.parametrize(
+    "error, line",
+    [
+        (RuntimeError(GLOO_PEER_GONE), "Connection closed by peer [127.0.0.1]:24747"),
+        (torch.distributed.DistBackendError("NCCL error: remote process exited. More."),
+         "NCCL error: remote process exited"),
+    ],
+)  # fmt: skip
+def test_a_rank_whose_peer_ended_says_so_in_one_line(monkeypatch, capsys, error, line):
+    """The rank that failed prints why; the others' collectives fail, each says so in a line."""
+    from deit import cli
+
+    def fails(args):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "train", fails)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert main(["train", "--preset", "smoke", "--out", "never-made"]) == 1
+    assert capsys.readouterr().err == (
+        "deit train: error: rank 3 stopped because another rank of the job ended first (its own "
+        f"error says why; here: {line}); the last checkpoint is kept\n"
+    )
+
+
+def test_other_runtime_errors_keep_their_traceback(monkeypatch):
+    """A bug is not a lost rank: outside torchrun, or with another message, it propagates."""
+    from deit import cli
+
+    def fails(args):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", fails)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["train", "--preset", "smoke", "--out", "never-made"])
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda args: (_ for _ in ()).throw(
+        RuntimeError(GLOO_PEER_GONE)))  # fmt: skip
+    monkeypatch.delenv("RANK")
+    with pytest.raises(RuntimeError, match="closed by peer"):
+        main(["train", "--preset", "smoke", "--out", "never-made"])
+
+
 def _from_main_in_two_ranks(rank: int, port: int, results) -> None:
     """One of two forked gloo ranks: what ``World.from_main`` gives it, or the error it raises."""
     import torch.distributed as dist

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -134,6 +135,29 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 def launched_by_torchrun() -> bool:
     """Whether this process is one rank of a torchrun (or equivalent) job."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
+
+
+def lost_a_rank(err: BaseException) -> bool:
+    """Whether ``err`` is a collective of this torchrun rank failing because another rank ended.
+
+    That rank printed its own error, the one that says why (a bad file, a full
+    disk); the others then fail inside DDP's or a metric's collective (gloo:
+    "Connection closed by peer"; NCCL: a ``DistBackendError``), and their
+    tracebacks would bury that one line.
+    """
+    if not launched_by_torchrun() or not isinstance(err, RuntimeError):
+        return False
+    return isinstance(err, dist.DistError) or any(words in str(err) for words in _PEER_GONE)
+
+
+def peer_error(err: BaseException) -> str:
+    """The gist of a failed collective's message: its first sentence, without gloo's source
+    location ("[.../pair.cc:553] Connection closed by peer [127.0.0.1]:24747")."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return re.sub(r"^\[[^\]]*\]\s*", "", line).split(". ")[0].rstrip(".")
 
 
 def is_main_process() -> bool:

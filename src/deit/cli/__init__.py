@@ -23,7 +23,7 @@ from deit.cli.commands import (
 from deit.cli.parser import build_parser
 from deit.config import ConfigError
 from deit.data import DataError
-from deit.distributed import is_main_process
+from deit.distributed import is_main_process, lost_a_rank, peer_error
 from deit.export import ExportFailed
 from deit.inference import BadImage
 from deit.rundir import RunFailed, RunInterrupted
@@ -67,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         if is_main_process():
             print(f"{name}: {err}", file=sys.stderr)
         return 130
+    except RuntimeError as err:
+        if not lost_a_rank(err):
+            raise
+        reason = peer_error(err)
+        print(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the job "
+              f"ended first (its own error says why; here: {reason}); the last checkpoint is kept",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
     except BrokenPipeError:  # the reader of stdout stopped (`deit predict ... | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return EXIT_FAILED
