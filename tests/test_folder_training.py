@@ -134,7 +134,8 @@ def test_a_bad_file_stops_the_run_in_one_line_or_is_skipped(cifar_folder, tmp_pa
                  "--data-dir", str(folder), "--out", str(out)])  # fmt: skip
     assert done == 1
     assert last_line(capsys.readouterr().err).startswith(
-        f"deit train: error: cannot decode {bad}: not an image Pillow can read; the run stopped"
+        f"deit train: error: cannot decode {bad}: not an image Pillow can read; the run stopped "
+        "in epoch 1. Remove or replace the file and resume"
     )
     assert main(["train", "--resume", str(out), "--set", "skip_bad_files=true"]) == 0
     assert (out / "skipped_files.txt").read_text() == f"{bad}\n"

@@ -88,6 +88,43 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert all(torch.isfinite(t).all() for t in state["model"].values())
 
 
+@pytest.mark.slow  # a real two-epoch run on CIFAR, about 2 s
+@pytest.mark.parametrize(
+    "message, stops",
+    [("DataLoader worker (pid 4674) is killed by signal: Killed. ", True),
+     ("mat1 and mat2 shapes cannot be multiplied", False)],
+)  # fmt: skip
+def test_a_dead_loader_worker_stops_the_run_in_one_line_keeping_its_checkpoint(
+    cifar_dir, tmp_path, monkeypatch, message, stops
+):
+    """PyTorch reports a killed worker (the out-of-memory killer) wherever the training process
+    is; the run ends as after a bad file, with what to do. Other errors are not dressed up."""
+    from deit.rundir import RunFailed
+
+    config = from_preset("smoke", data_dir=str(cifar_dir), epochs=2, train_size=128,
+                         test_size=64, student="deit_nano_distilled_patch8_32")  # fmt: skip
+    real, calls = trainer.train_one_epoch, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError(message)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", dies_in_epoch_two)
+    with pytest.raises(RunFailed if stops else RuntimeError) as caught:
+        trainer.train(config, tmp_path / "run")
+    if stops:
+        assert str(caught.value) == (
+            "DataLoader worker (pid 4674) is killed by signal: Killed; the run stopped in epoch "
+            "2. If memory ran out, resume with fewer workers (--set workers=N)"
+        )
+    else:
+        assert type(caught.value) is RuntimeError and str(caught.value) == message
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 128 // config.batch_size
+
+
 def test_the_teacher_sees_the_mixed_batch_the_student_sees(cifar_dir, tmp_path, monkeypatch):
     seen = {}
     real_loss_fn = trainer.build_loss

@@ -73,6 +73,15 @@ def shut_down(loader: DataLoader | None) -> None:
         stop()
 
 
+def worker_died(err: BaseException) -> bool:
+    """Whether ``err`` is PyTorch's report that a DataLoader worker process died.
+
+    Killed (the out-of-memory killer's SIGKILL, most often) or crashed; PyTorch
+    raises it in the training process wherever that process happens to be.
+    """
+    return isinstance(err, RuntimeError) and str(err).startswith("DataLoader worker (pid")
+
+
 def close_at_exit(loader: Closable) -> None:
     """Have ``loader.close()`` called when the interpreter exits, if the loader is alive then."""
     _OPEN.add(loader)
