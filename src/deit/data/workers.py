@@ -7,7 +7,8 @@ only the training process, which saves its checkpoint and then stops the
 workers itself. Deaf workers would outlive an interpreter that exits with a
 loader still open (Python's own shutdown stops worker processes with
 SIGTERM, then waits for them): :func:`close_at_exit` closes every such
-loader first.
+loader first. :func:`shut_down` stops one loader's workers now;
+:func:`worker_died` recognises PyTorch's report of a worker that was killed.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def shut_down(loader: DataLoader | None) -> None:
     caller holds): the workers are told to stop and joined, as the
     DataLoader's own clean-up does when its last reference goes.
     """
-    running = getattr(loader, "_iterator", None)  # the persistent workers' iterator
+    # The DataLoader has no public way: its persistent workers' iterator and its clean-up.
+    running = getattr(loader, "_iterator", None)
     stop = getattr(running, "_shutdown_workers", None)
     if stop is not None:
         stop()
