@@ -161,3 +161,19 @@ def test_help_lists_every_config_field_with_its_meaning(capsys):
     for field in fields(TrainConfig):
         assert f"  {field.name}=" in text, field.name
     assert "folder data: skip (and list) undecodable files, not stop" in text
+
+
+def test_a_dead_decoding_worker_outside_training_is_one_line(monkeypatch, capsys):
+    """deit predict / eval decode in worker processes too; the out-of-memory killer's SIGKILL
+    reaches PyTorch as a RuntimeError, which ends the command in one line (exit 1)."""
+    from deit import cli
+
+    def killed(args):
+        raise RuntimeError("DataLoader worker (pid 77) is killed by signal: Killed. ")
+
+    monkeypatch.setitem(cli.COMMANDS, "predict", killed)
+    assert main(["predict", "--checkpoint", "cifar10-teacher", "x.png"]) == 1
+    assert capsys.readouterr().err == (
+        "deit predict: error: DataLoader worker (pid 77) is killed by signal: Killed; if memory "
+        "ran out, run it with fewer worker processes\n"
+    )

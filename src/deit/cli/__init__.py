@@ -23,6 +23,7 @@ from deit.cli.commands import (
 from deit.cli.parser import build_parser
 from deit.config import ConfigError
 from deit.data import DataError
+from deit.data.workers import worker_died
 from deit.distributed import is_main_process, lost_a_rank, peer_error
 from deit.export import ExportFailed
 from deit.inference import BadImage
@@ -68,12 +69,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {err}", file=sys.stderr)
         return 130
     except RuntimeError as err:
-        if not lost_a_rank(err):
+        if lost_a_rank(err):
+            print(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the "
+                  f"job ended first (its own error says why; here: {peer_error(err)}); the last "
+                  "checkpoint is kept", file=sys.stderr)  # fmt: skip
+        elif worker_died(err):  # outside training (which says how to resume): eval, predict
+            print(f"{name}: error: {str(err).strip().rstrip('.')}; if memory ran out, run it "
+                  "with fewer worker processes", file=sys.stderr)  # fmt: skip
+        else:
             raise
-        reason = peer_error(err)
-        print(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the job "
-              f"ended first (its own error says why; here: {reason}); the last checkpoint is kept",
-              file=sys.stderr)  # fmt: skip
         return EXIT_FAILED
     except BrokenPipeError:  # the reader of stdout stopped (`deit predict ... | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
