@@ -20,7 +20,7 @@ from deit.checkpoint import CheckpointError
 from deit.config import ConfigError, TrainConfig, config_from_dict, validate
 from deit.data import DataError, TrainAugment
 from deit.data.shards import ShardError
-from deit.data.workers import worker_died
+from deit.data.workers import worker_death
 from deit.distill import distillation_loss
 from deit.distributed import World, is_main_process, session
 from deit.ema import ModelEMA
@@ -346,11 +346,10 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                 fix = "Replace the shard and resume"
             raise RunFailed(f"{err}; the run stopped in epoch {epoch + 1}. {fix}") from None
         except RuntimeError as err:  # a loader worker killed (out of memory?) or crashed
-            if not worker_died(err):
+            if not (death := worker_death(err)):
                 raise
-            raise RunFailed(f"{str(err).strip().rstrip('.')}; the run stopped in epoch "
-                            f"{epoch + 1}. If memory ran out, resume with fewer workers "
-                            "(--set workers=N)") from None  # fmt: skip
+            raise RunFailed(f"{death}; the run stopped in epoch {epoch + 1}. If memory ran out, "
+                            "resume with fewer workers (--set workers=N)") from None  # fmt: skip
     summary = _summary(config, model, record, teacher_top1) | {"train_set": inputs.train_set}
     if inputs.skipped:
         summary["skipped_files"] = len(inputs.skipped)

@@ -23,7 +23,7 @@ from deit.cli.commands import (
 from deit.cli.parser import build_parser
 from deit.config import ConfigError
 from deit.data import DataError
-from deit.data.workers import worker_died
+from deit.data.workers import worker_death
 from deit.distributed import is_main_process, lost_a_rank, peer_error
 from deit.export import ExportFailed
 from deit.inference import BadImage
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the "
                   f"job ended first (its own error says why; here: {peer_error(err)}); the last "
                   "checkpoint is kept", file=sys.stderr)  # fmt: skip
-        elif worker_died(err):  # outside training (which says how to resume): eval, predict
-            print(f"{name}: error: {str(err).strip().rstrip('.')}; if memory ran out, run it "
-                  "with fewer worker processes", file=sys.stderr)  # fmt: skip
+        elif death := worker_death(err):  # outside training (which says how to resume)
+            print(f"{name}: error: {death}; if memory ran out, run it with fewer worker "
+                  "processes", file=sys.stderr)  # fmt: skip
         else:
             raise
         return EXIT_FAILED

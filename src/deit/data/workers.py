@@ -8,7 +8,7 @@ workers itself. Deaf workers would outlive an interpreter that exits with a
 loader still open (Python's own shutdown stops worker processes with
 SIGTERM, then waits for them): :func:`close_at_exit` closes every such
 loader first. :func:`shut_down` stops one loader's workers now;
-:func:`worker_died` recognises PyTorch's report of a worker that was killed.
+:func:`worker_death` recognises PyTorch's report of a worker that was killed.
 """
 
 from __future__ import annotations
@@ -75,13 +75,15 @@ def shut_down(loader: DataLoader | None) -> None:
         stop()
 
 
-def worker_died(err: BaseException) -> bool:
-    """Whether ``err`` is PyTorch's report that a DataLoader worker process died.
+def worker_death(err: BaseException) -> str:
+    """PyTorch's report that a DataLoader worker process died, as one clause ("" if ``err`` is
+    something else): "DataLoader worker (pid 4674) is killed by signal: Killed".
 
     Killed (the out-of-memory killer's SIGKILL, most often) or crashed; PyTorch
     raises it in the training process wherever that process happens to be.
     """
-    return isinstance(err, RuntimeError) and str(err).startswith("DataLoader worker (pid")
+    report = str(err).strip() if isinstance(err, RuntimeError) else ""
+    return report.rstrip(".") if report.startswith("DataLoader worker (pid") else ""
 
 
 def close_at_exit(loader: Closable) -> None:
