@@ -9,6 +9,7 @@ import torch
 from deit.cli import main
 from deit.config import TrainConfig
 from deit.models import create_model
+from deit.models.linear import using_cpu_linear
 
 
 @pytest.mark.slow  # torch.export of a first model: about 3 s on a busy 2-core CPU
@@ -26,7 +27,7 @@ def test_pt2_program_runs_any_batch_and_carries_the_preprocessing(tmp_path, caps
     extra = {"deit.json": ""}
     program = torch.export.load(str(out), extra_files=extra).module()
     x = torch.randn(3, 3, 32, 32)
-    with torch.inference_mode():
+    with torch.inference_mode(), using_cpu_linear("blas"):  # the program's kernels
         assert torch.equal(program(x), model(x))
     assert json.loads(json.loads(extra["deit.json"])["deit.classes"])[0] == "airplane"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.pt", "s.pt2"]

@@ -32,6 +32,8 @@ from deit.config import ConfigError
 from deit.hardware import hardware
 from deit.models import create_model
 from deit.models.cnn import create_teacher
+from deit.models.linear import cpu_linear as cpu_linear_in_use
+from deit.models.linear import onednn_available, onednn_product, using_cpu_linear
 from deit.models.teachers import Teacher
 
 STUDENTS = (
@@ -62,16 +64,26 @@ class Measurement:
     attainable_ratio: float  # gflop_per_s / attainable_gflop_per_s
 
 
-def matmul_ceiling(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
-    """Best GFLOP/s of an n×n by n×n matrix product: the attainable peak to compare to."""
+def matmul_ceiling(
+    device: torch.device, dtype: torch.dtype, n: int, repeats: int, library: str = "blas"
+) -> float:
+    """Best GFLOP/s of an n×n by n×n matrix product: the attainable peak to compare to.
+
+    ``library`` ``blas`` is PyTorch's own product (MKL on an x86 CPU, cuBLAS on a GPU);
+    ``onednn`` is oneDNN's inner product on the CPU, the students' linears' other library.
+    """
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
+
+    def product():
+        return a @ b if library == "blas" else onednn_product(a, b, None)
+
+    product()
     sync(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
+        product()
         sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
@@ -86,15 +98,21 @@ def _attention_formulas() -> dict:
     def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
         return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
 
+    def linear(x_shape, weight_shape, *args, out_shape=None, **kwargs):
+        return 2 * x_shape.numel() * weight_shape[0]
+
     aten = torch.ops.aten
-    return {
+    formulas = {
         aten._scaled_dot_product_flash_attention_for_cpu: forward,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
     }
+    if onednn_available():  # the students' linears on some CPUs (deit.models.linear)
+        formulas[torch.ops.mkldnn._linear_pointwise] = linear
+    return formulas
 
 
 def _flop_counter() -> FlopCounterMode:
-    """A FLOP counter that also counts fused attention (on every device)."""
+    """A FLOP counter that also counts fused attention (on every device) and oneDNN linears."""
     return FlopCounterMode(display=False, custom_mapping=_attention_formulas())
 
 
@@ -222,6 +240,7 @@ def bench(
     warmup: int = 3,
     steps: int = 10,
     ceiling_size: int = 4096,
+    cpu_linear: str = "auto",
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict:
     """Measure every model in ``models``; return the machine, the ceilings and the rows.
@@ -229,8 +248,9 @@ def bench(
     ``bf16`` (default: on GPUs) runs the steps under bfloat16 autocast and
     compares them with the bf16 ceiling; fp32 otherwise. Both ceilings are
     measured on GPUs; on a CPU only fp32 unless ``bf16`` is asked for.
-    Unknown model names and non-positive step or batch counts raise
-    ``ConfigError`` before anything is timed.
+    ``cpu_linear`` chooses the students' linear layers' library on a CPU
+    (:mod:`deit.models.linear`). Unknown model names and non-positive step or
+    batch counts raise ``ConfigError`` before anything is timed.
     """
     unknown = [m for m in models if m not in STUDENTS + TEACHERS]
     if unknown:
@@ -243,21 +263,38 @@ def bench(
     if bf16 or device.type == "cuda":
         dtypes["bfloat16"] = torch.bfloat16
     repeats = 20 if device.type == "cuda" else 5
-    ceilings = {k: matmul_ceiling(device, t, ceiling_size, repeats) for k, t in dtypes.items()}
+    libraries = ("blas", "onednn") if device.type == "cpu" and onednn_available() else ("blas",)
+
+    def square_products() -> dict[str, float]:
+        return {
+            f"{k} {lib}": matmul_ceiling(device, t, ceiling_size, repeats, lib)
+            for k, t in dtypes.items()
+            for lib in libraries
+            if lib == "blas" or t == torch.float32
+        }
+
+    squares = square_products()
+    ceilings = {k: max(v for n, v in squares.items() if n.startswith(k)) for k in dtypes}
     used = "bfloat16" if bf16 else "float32"
     rows = []
-    for name in models:
-        batch = batch_size or default_batch(name, device)
-        progress(f"{name} batch {batch}")
-        rows += measure(name, batch, device, ceilings[used], bf16=bf16, warmup=warmup, steps=steps)
-    after = {k: matmul_ceiling(device, t, ceiling_size, repeats) for k, t in dtypes.items()}
-    ceilings = {k: max(v, after[k]) for k, v in ceilings.items()}
+    with using_cpu_linear(cpu_linear):
+        linears = cpu_linear_in_use() if device.type == "cpu" else "blas"
+        for name in models:
+            batch = batch_size or default_batch(name, device)
+            progress(f"{name} batch {batch}")
+            rows += measure(name, batch, device, ceilings[used], bf16=bf16, warmup=warmup,
+                            steps=steps)  # fmt: skip
+    after = square_products()
+    squares = {k: max(v, after[k]) for k, v in squares.items()}
+    ceilings = {k: max(v for n, v in squares.items() if n.startswith(k)) for k in dtypes}
     rows = [_against(row, ceilings[used]) for row in rows]
     return {
         "device": _device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "ceilings_gflop_per_s": ceilings,
+        "square_products_gflop_per_s": squares,
+        "cpu_linear": linears,
         "rows": [asdict(r) for r in rows],
     }
 
@@ -277,9 +314,11 @@ def _device_name(device: torch.device) -> str:
 def markdown(result: dict) -> str:
     """The bench result as a markdown table, with the machine and the ceilings above it."""
     ceilings = ", ".join(f"{k} {v:.1f}" for k, v in result["ceilings_gflop_per_s"].items())
+    squares = ", ".join(f"{k} {v:.1f}" for k, v in result["square_products_gflop_per_s"].items())
     lines = [
         f"{result['device']} · {result['threads']} threads · torch {result['torch']} · "
-        f"matmul ceiling GFLOP/s: {ceilings}",
+        f"matmul ceiling GFLOP/s: {ceilings} (the best of {squares}) · "
+        f"student linears: {result['cpu_linear']}",
         "",
         "| model | img | patch | batch | mode | dtype | img/s | GFLOP/img | GFLOP/s | ratio "
         "| attainable GFLOP/s | of attainable |",

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from deit.models import parse_model_name
+from deit.models.linear import CHOICES as CPU_LINEAR_CHOICES
+from deit.models.linear import onednn_available
 from deit.overrides import ConfigError, parse_overrides
 
 C = TypeVar("C")
@@ -82,6 +84,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate after every N-th epoch and after the last; 1: each
     seed: int = 0  # weights, order and augmentation
     threads: int = 0  # 0: all cores
+    cpu_linear: str = "auto"  # the CPU library of the student's linears: auto, blas, onednn
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
     device: str = "auto"  # auto: this rank's GPU if there is one, else the CPU; or cpu, cuda
 
@@ -322,6 +325,12 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("decode_once applies to dataset=folder (CIFAR is in memory already)")
     if config.decode_size < 0:
         raise ConfigError(f"decode_size must not be negative, got {config.decode_size}")
+    if config.cpu_linear not in CPU_LINEAR_CHOICES:
+        raise ConfigError(
+            f"cpu_linear must be one of {', '.join(CPU_LINEAR_CHOICES)}, got {config.cpu_linear!r}"
+        )
+    if config.cpu_linear == "onednn" and not onednn_available():
+        raise ConfigError("cpu_linear=onednn: this PyTorch was built without oneDNN")
     if config.workers < -1:
         raise ConfigError(f"workers must be -1 (one per core) or more, got {config.workers}")
     return config

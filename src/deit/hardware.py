@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from deit.models.linear import cpu_linear
+
 
 def hardware(world: Any = None) -> dict[str, Any]:
     """The machine a run used, for the summary: CPU model, threads, torch version.
@@ -25,6 +27,7 @@ def hardware(world: Any = None) -> dict[str, Any]:
                 break
     found = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
     found["cpu_bf16"] = fast_bf16(torch.device("cpu"))
+    found["cpu_linear"] = cpu_linear()
     if world is not None:
         device = world.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -28,16 +28,18 @@ from deit.engine import ResizeInput, cosine_lr, count_correct, param_groups, tra
 from deit.hardware import bf16_warning
 from deit.inputs import RunInputs, load_inputs, settle
 from deit.models import create_model, describe_model
+from deit.models.linear import using_cpu_linear
 from deit.models.teacher_files import check_teacher_fits, load_teacher
 from deit.models.teachers import Teacher, predict
 from deit.pretrained import load_pretrained, read_pretrained
 from deit.rundir import RunDir, RunFailed, RunInterrupted, StopOnSignal, open_run
 
 FREE_ON_RESUME = ("data_dir", "download", "threads", "checkpoint_every", "workers",
-                  "skip_bad_files", "eval_every")  # fmt: skip
+                  "skip_bad_files", "eval_every", "cpu_linear")  # fmt: skip
 """Settings a resumed run may change: where the data is, threads, checkpoint frequency,
-loader processes, whether to skip a file that cannot be decoded, and how often to evaluate
-(none of them changes what is trained)."""
+loader processes, whether to skip a file that cannot be decoded, how often to evaluate
+(none of them changes what is trained) and the CPU library of the student's linears
+(which, like the thread count, changes only the last bits of its sums)."""
 
 
 def _state(run: dict, step: int, partial: dict, config: TrainConfig, world: World) -> dict | None:
@@ -199,7 +201,7 @@ def train(
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or threads)
     try:
-        with session(config.device) as world:
+        with session(config.device) as world, using_cpu_linear(config.cpu_linear):
             return _train(config, run, resume, command, world)
     finally:
         torch.set_num_threads(threads)  # the caller's own count back (a notebook, a test)

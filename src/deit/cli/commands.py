@@ -242,7 +242,8 @@ def run_bench(args: argparse.Namespace) -> int:
     quick = {"batch_size": 8, "warmup": 1, "steps": 2, "ceiling_size": 1024} if args.quick else {}
     result = bench(
         tuple(args.models or STUDENTS + TEACHERS), device=pick_device(args.device),
-        bf16=args.bf16, **({"batch_size": args.batch_size, "steps": args.steps} | quick),
+        bf16=args.bf16, cpu_linear=args.cpu_linear,
+        **({"batch_size": args.batch_size, "steps": args.steps} | quick),
         progress=lambda line: print(f"timing {line}", file=sys.stderr, flush=True),
     )  # fmt: skip
     print(json.dumps(result["rows"], indent=1) if args.json else markdown(result))

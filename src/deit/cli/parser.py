@@ -352,6 +352,11 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     precision.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
     precision.add_argument("--fp32", dest="bf16", action="store_false", help="fp32 only")
     p.add_argument("--quick", action="store_true", help="batch 8, few steps: a smoke check")
+    p.add_argument(
+        "--cpu-linear", choices=("auto", "blas", "onednn"), default="auto",
+        help="the CPU library of the students' linear layers (as --set cpu_linear=… in "
+        "training): auto is oneDNN on an AMD CPU with AVX-512, the BLAS (MKL) elsewhere",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear
 from .pos_embed import resample_pos_embed
 
 HEADS = ("cls", "dist", "avg")
@@ -112,9 +113,9 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.qkv = Linear(dim, dim * 3)
         self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -147,9 +148,9 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
         """Expand to ``hidden_dim`` and project back to ``dim``."""
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = Linear(dim, hidden_dim)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,9 +253,9 @@ class VisionTransformer(nn.Module):
             )
         )
         self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes else nn.Identity()
+        self.head = Linear(embed_dim, num_classes) if num_classes else nn.Identity()
         if distilled:
-            self.head_dist = nn.Linear(embed_dim, num_classes) if num_classes else nn.Identity()
+            self.head_dist = Linear(embed_dim, num_classes) if num_classes else nn.Identity()
         self.init_weights()
 
     def init_weights(self) -> None:
