@@ -6,10 +6,12 @@ an inference step are timed on random data, and their FLOPs are counted by
 convolutions, backward included). The counter's table has no entry for the
 CPU flash-attention kernel, so on the CPU its q·kᵀ and p·v are added with
 the counter's own SDPA formulas, which it applies on GPUs: the same work is
-counted on every device. The ceiling is the best GFLOP/s of a large square
+counted on every device (and the students' oneDNN linears on a CPU,
+:mod:`deit.models.linear`). The ceiling is the best GFLOP/s of a large square
 matrix product in the same precision, measured in the same process before
-and after the models; the ratio to it says how much of the machine the step
-uses. Beside it, each step's *attainable* ceiling (:mod:`deit.attainable`):
+and after the models, on a CPU by the BLAS and by oneDNN (on an AMD EPYC the
+BLAS reaches half of what oneDNN does); the ratio to it says how much of the
+machine the step uses. Beside it, each step's *attainable* ceiling (:mod:`deit.attainable`):
 the step's own matrix products and attention kernels, at the step's batch
 and token count, timed alone; the ratio to that says how much of the step's
 time is lost outside its products, the ratio of the attainable ceiling to the
