@@ -8,10 +8,11 @@ DeiT-Ti's training step is 1.3× and its inference 1.8× faster with oneDNN
 (benchmarks/RESULTS.md, "The AMD EPYC measured: its square ceiling was MKL's").
 
 :class:`Linear` is ``nn.Linear`` with the same parameters and state-dict keys
-(timm reads the weights as before); on such a CPU its forward product and the
-product for the input's gradient go through oneDNN (``mkldnn::_linear_pointwise``,
-the kernel PyTorch's own compiler uses for CPU linears); the weight's gradient, a
-product of two transposed operands, stays with the BLAS. Everywhere else (GPUs,
+(timm reads the weights as before); on such a CPU its three products (the
+output, the input's gradient and the weight's) go through oneDNN
+(``mkldnn::_linear_pointwise``, the kernel PyTorch's own compiler uses for CPU
+linears; it takes the transposed operands of the weight's gradient as strided
+views, without a copy). Everywhere else (GPUs,
 bfloat16 autocast, ``torch.compile``, ``torch.export``, other CPUs) it is
 ``nn.Linear`` exactly.
 
@@ -99,7 +100,7 @@ def onednn_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 class _OneDNNLinear(torch.autograd.Function):
-    """``F.linear`` whose forward and input-gradient products run in oneDNN."""
+    """``F.linear`` whose three products (forward, both gradients) run in oneDNN."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):
@@ -117,7 +118,7 @@ class _OneDNNLinear(torch.autograd.Function):
             grad_x = onednn_product(grad, weight.t().contiguous(), None)
         rows = grad.reshape(-1, grad.shape[-1])
         if ctx.needs_input_grad[1]:
-            grad_weight = rows.t() @ x.reshape(-1, x.shape[-1])
+            grad_weight = onednn_product(rows.t(), x.reshape(-1, x.shape[-1]).t(), None)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = rows.sum(0)
         return grad_x, grad_weight, grad_bias
