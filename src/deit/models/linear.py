@@ -4,8 +4,8 @@ PyTorch runs a float32 ``nn.Linear`` on the CPU through its BLAS, Intel's MKL in
 the official wheels. MKL chooses its kernels by CPU vendor: on an AMD EPYC with
 AVX-512 it runs a 2048² product at 225 GFLOP/s where oneDNN (the library behind
 PyTorch's CPU convolutions, which chooses by instruction set) runs it at 486, and
-DeiT-Ti's training step is 1.3× and its inference 1.8× faster with oneDNN
-(benchmarks/RESULTS.md, "The AMD EPYC measured: its square ceiling was MKL's").
+DeiT-Ti's and DeiT-S's training steps are 1.4-1.5× and their inference 1.5-2× faster with
+it (benchmarks/RESULTS.md, "The AMD EPYC measured: its square ceiling was MKL's").
 
 :class:`Linear` is ``nn.Linear`` with the same parameters and state-dict keys
 (timm reads the weights as before); on such a CPU its three products (the
