@@ -51,6 +51,16 @@ def test_onednn_takes_a_strided_input_a_layer_without_bias_and_a_frozen_input():
     assert layer.weight.grad.shape == (8, 16)
 
 
+@needs_onednn
+def test_an_empty_batch_goes_through_with_either_library():
+    layer = Linear(8, 4)
+    for choice in ("blas", "onednn"):
+        with using_cpu_linear(choice):
+            x = torch.randn(0, 8, requires_grad=True)
+            layer(x).sum().backward()
+            assert x.grad.shape == (0, 8) and layer(torch.randn(3, 0, 8)).shape == (3, 0, 4)
+
+
 def test_the_layer_is_nn_linear_with_its_state_dict_keys():
     layer = Linear(4, 3)
     assert isinstance(layer, nn.Linear)

@@ -83,10 +83,14 @@ def cpu_linear() -> str:
 
 
 def _onednn_applies(x: torch.Tensor) -> bool:
-    """Whether this call goes to oneDNN: a plain float32 CPU tensor, eager, no autocast."""
+    """Whether this call goes to oneDNN: a plain float32 CPU tensor, eager, no autocast.
+
+    Not an empty one: oneDNN has no inner product over zero rows.
+    """
     return (
         type(x) is torch.Tensor  # not a fake or functional tensor being traced
         and x.device.type == "cpu"
+        and x.numel() > 0
         and x.dtype == torch.float32
         and not torch.compiler.is_compiling()
         and not torch.is_autocast_enabled("cpu")
