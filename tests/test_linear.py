@@ -7,6 +7,7 @@ from torch import nn
 
 from deit.bench import count_flops
 from deit.config import ConfigError, TrainConfig, validate
+from deit.hardware import hardware
 from deit.models import create_model
 from deit.models import linear as linear_module
 from deit.models.linear import Linear, cpu_linear, set_cpu_linear, using_cpu_linear
@@ -96,7 +97,7 @@ def test_auto_chooses_onednn_only_on_an_amd_cpu_with_avx512(monkeypatch):
 def test_a_choice_holds_for_its_block_and_bad_choices_are_refused():
     before = cpu_linear()
     with using_cpu_linear("blas"):
-        assert cpu_linear() == "blas"
+        assert cpu_linear() == "blas" and hardware()["cpu_linear"] == "blas"  # in summaries
     assert cpu_linear() == before
     with pytest.raises(ValueError, match="cpu_linear must be one of"):
         set_cpu_linear("mkl")

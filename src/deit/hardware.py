@@ -15,6 +15,8 @@ from deit.models.linear import cpu_linear
 def hardware(world: Any = None) -> dict[str, Any]:
     """The machine a run used, for the summary: CPU model, threads, torch version.
 
+    On a CPU also the library of the students' linears (``cpu_linear``).
+
     With ``world`` (a :class:`deit.distributed.World`) also the device the
     run trained on (the GPU's name) and the number of processes.
     """
@@ -27,7 +29,8 @@ def hardware(world: Any = None) -> dict[str, Any]:
                 break
     found = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
     found["cpu_bf16"] = fast_bf16(torch.device("cpu"))
-    found["cpu_linear"] = cpu_linear()
+    if world is None or world.device.type == "cpu":
+        found["cpu_linear"] = cpu_linear()  # the library of the student's linears
     if world is not None:
         device = world.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

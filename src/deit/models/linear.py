@@ -12,9 +12,8 @@ it (benchmarks/RESULTS.md, "The AMD EPYC measured: its square ceiling was MKL's"
 output, the input's gradient and the weight's) go through oneDNN
 (``mkldnn::_linear_pointwise``, the kernel PyTorch's own compiler uses for CPU
 linears; it takes the transposed operands of the weight's gradient as strided
-views, without a copy). Everywhere else (GPUs,
-bfloat16 autocast, ``torch.compile``, ``torch.export``, other CPUs) it is
-``nn.Linear`` exactly.
+views, without a copy). Everywhere else (GPUs, bfloat16 autocast,
+``torch.compile``, ``torch.export``, other CPUs) it is ``nn.Linear`` exactly.
 
 :func:`set_cpu_linear` chooses for the process: ``auto`` (oneDNN on an AMD CPU
 with AVX-512, where it was measured faster; the BLAS elsewhere), ``blas`` or
