@@ -9,7 +9,9 @@ falls on both):
 2. each student's training and inference step (``deit.bench.measure``: img/s, GFLOP/s
    and the step's attainable GFLOP/s) with each library, twice.
 
-It prints a markdown report and writes it with the raw rows to ``--out``.
+It prints a markdown report and writes it with the raw rows to ``--out``. Run with
+``DNNL_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` it holds oneDNN and PyTorch to AVX2
+(what an AVX2-only CPU has); the report's command line says so.
 
     python benchmarks/cpu_linear.py [--models NAME ...] [--out DIR]
 """
@@ -19,8 +21,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -57,11 +61,14 @@ def main() -> None:
                         rows.append({"library": lib, "round": round_ + 1, **asdict(row)})
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()  # fmt: skip
+    isa = ("DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+    env = "".join(f"{k}={os.environ[k]} " for k in isa if k in os.environ)
+    flags = "".join(f" {a}" for a in sys.argv[1:])
     lines = [
         f"# CPU linears: BLAS against oneDNN, {started:%Y-%m-%d %H:%M} UTC",
         "",
         f"{machine['cpu']} · {machine['threads']} threads · torch {machine['torch']} · "
-        f"commit {commit} · `python benchmarks/cpu_linear.py`",
+        f"commit {commit} · `{env}python benchmarks/cpu_linear.py{flags}`",
         "",
         f"Square product {args.square}², float32, best of {5 * args.rounds}: "
         + ", ".join(f"{lib} {v:.1f} GFLOP/s" for lib, v in squares.items())
@@ -89,7 +96,8 @@ def main() -> None:
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     cpu = re.sub(r"[^a-z0-9]+", "-", machine["cpu"].lower()).strip("-")
-    stem = args.out / f"{started:%Y-%m-%d-%H%M}-{cpu}"
+    suffix = "-" + "-".join(os.environ[k].lower() for k in isa if k in os.environ) if env else ""
+    stem = args.out / f"{started:%Y-%m-%d-%H%M}-{cpu}{suffix}"
     stem.with_suffix(".md").write_text(report + "\n")
     record = {"machine": machine, "commit": commit, "squares_gflop_per_s": squares, "rows": rows}
     stem.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
