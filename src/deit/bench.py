@@ -275,8 +275,11 @@ def bench(
             if lib == "blas" or t == torch.float32
         }
 
+    def best(squares: dict[str, float]) -> dict[str, float]:  # per dtype, the better library
+        return {k: max(v for n, v in squares.items() if n.startswith(k)) for k in dtypes}
+
     squares = square_products()
-    ceilings = {k: max(v for n, v in squares.items() if n.startswith(k)) for k in dtypes}
+    ceilings = best(squares)
     used = "bfloat16" if bf16 else "float32"
     rows = []
     with using_cpu_linear(cpu_linear):
@@ -288,7 +291,7 @@ def bench(
                             steps=steps)  # fmt: skip
     after = square_products()
     squares = {k: max(v, after[k]) for k, v in squares.items()}
-    ceilings = {k: max(v for n, v in squares.items() if n.startswith(k)) for k in dtypes}
+    ceilings = best(squares)
     rows = [_against(row, ceilings[used]) for row in rows]
     return {
         "device": _device_name(device),

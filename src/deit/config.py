@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from deit.models import parse_model_name
-from deit.models.linear import CHOICES as CPU_LINEAR_CHOICES
-from deit.models.linear import onednn_available
+from deit.models.linear import check_choice as check_cpu_linear
 from deit.overrides import ConfigError, parse_overrides
 
 C = TypeVar("C")
@@ -325,12 +324,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("decode_once applies to dataset=folder (CIFAR is in memory already)")
     if config.decode_size < 0:
         raise ConfigError(f"decode_size must not be negative, got {config.decode_size}")
-    if config.cpu_linear not in CPU_LINEAR_CHOICES:
-        raise ConfigError(
-            f"cpu_linear must be one of {', '.join(CPU_LINEAR_CHOICES)}, got {config.cpu_linear!r}"
-        )
-    if config.cpu_linear == "onednn" and not onednn_available():
-        raise ConfigError("cpu_linear=onednn: this PyTorch was built without oneDNN")
+    try:
+        check_cpu_linear(config.cpu_linear)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if config.workers < -1:
         raise ConfigError(f"workers must be -1 (one per core) or more, got {config.workers}")
     return config

@@ -8,6 +8,7 @@ import inspect
 import re
 
 from deit.config import PRESETS, TrainConfig
+from deit.models.linear import CHOICES as CPU_LINEAR_CHOICES
 from deit.teacher_recipe import TeacherConfig
 
 
@@ -353,7 +354,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     precision.add_argument("--fp32", dest="bf16", action="store_false", help="fp32 only")
     p.add_argument("--quick", action="store_true", help="batch 8, few steps: a smoke check")
     p.add_argument(
-        "--cpu-linear", choices=("auto", "blas", "onednn"), default="auto",
+        "--cpu-linear", choices=CPU_LINEAR_CHOICES, default="auto",
         help="the CPU library of the students' linear layers (as --set cpu_linear=… in "
         "training): auto is oneDNN on an AMD CPU with AVX-512, the BLAS (MKL) elsewhere",
     )  # fmt: skip

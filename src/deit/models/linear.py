@@ -49,13 +49,18 @@ def _amd_with_avx512() -> bool:
     return "AuthenticAMD" in vendor and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
+def check_choice(choice: str) -> None:
+    """Raise ``ValueError`` unless ``choice`` is one of ``CHOICES`` that this PyTorch can run."""
+    if choice not in CHOICES:
+        raise ValueError(f"cpu_linear must be one of {', '.join(CHOICES)}, got {choice!r}")
+    if choice == "onednn" and not onednn_available():
+        raise ValueError("cpu_linear=onednn: this PyTorch was built without oneDNN")
+
+
 def set_cpu_linear(choice: str) -> None:
     """Choose the library for the students' float32 linear layers on the CPU (see module)."""
     global _choice, _resolved
-    if choice not in CHOICES:
-        raise ValueError(f"cpu_linear must be one of {CHOICES}, not {choice!r}")
-    if choice == "onednn" and not onednn_available():
-        raise ValueError("cpu_linear=onednn: this PyTorch was built without oneDNN")
+    check_choice(choice)
     _choice, _resolved = choice, None
 
 
