@@ -67,7 +67,8 @@ def main() -> None:
     lines = [
         f"# CPU linears: BLAS against oneDNN, {started:%Y-%m-%d %H:%M} UTC",
         "",
-        f"{machine['cpu']} · {machine['threads']} threads · torch {machine['torch']} · "
+        f"{machine['cpu']} ({machine.get('cpu_family', '?')}) · {machine['threads']} threads · "
+        f"torch {machine['torch']} · "
         f"commit {commit} · `{env}python benchmarks/cpu_linear.py{flags}`",
         "",
         f"Square product {args.square}², float32, best of {5 * args.rounds}: "

@@ -17,6 +17,8 @@ def test_record_names_cpu_threads_torch_and_bf16_units():
     assert {"cpu", "threads", "torch", "cpu_bf16"} <= set(found)
     assert found["threads"] == torch.get_num_threads()
     assert found["cpu_bf16"] is hardware.fast_bf16(CPU)
+    if os.path.exists("/proc/cpuinfo"):  # Linux: the generation, not only the model name
+        assert " family " in found["cpu_family"] and " model " in found["cpu_family"]
 
 
 def test_fast_bf16_follows_the_cpu_features(monkeypatch):

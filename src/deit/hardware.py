@@ -15,19 +15,27 @@ from deit.models.linear import cpu_linear
 def hardware(world: Any = None) -> dict[str, Any]:
     """The machine a run used, for the summary: CPU model, threads, torch version.
 
+    The CPU's vendor, family and model numbers too where Linux gives them: a
+    virtual machine's model name can be as bare as "AMD EPYC" for different
+    generations, whose speeds differ.
+
     On a CPU also the library of the students' linears (``cpu_linear``).
 
     With ``world`` (a :class:`deit.distributed.World`) also the device the
     run trained on (the GPU's name) and the number of processes.
     """
     cpu = platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        for line in cpuinfo.read_text().split("\n\n", 1)[0].splitlines():  # the first core
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    cpu = fields.get("model name", cpu)
     found = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if "cpu family" in fields:  # tells apart machines that share a model name ("AMD EPYC")
+        found["cpu_family"] = (f"{fields.get('vendor_id', '?')} family {fields['cpu family']} "
+                               f"model {fields.get('model', '?')}")  # fmt: skip
     found["cpu_bf16"] = fast_bf16(torch.device("cpu"))
     if world is None or world.device.type == "cpu":
         found["cpu_linear"] = cpu_linear()  # the library of the student's linears
