@@ -140,6 +140,24 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_and_no_temp_file(tmp_p
     )
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
     assert leftovers(tmp_path / "run") == []
+    assert caught.value.run_path == tmp_path / "run"  # for the error line's last words
+
+
+def test_the_error_line_says_a_checkpoint_is_kept_only_where_there_is_one(
+    tmp_path, monkeypatch, capsys
+):
+    from deit import cli
+
+    started, trained = open_new(tmp_path / "started")[0], a_run(tmp_path / "trained")
+    started.create(TrainConfig())
+    for run, left in [(started, "no checkpoint was written yet (--resume starts the run over)"),
+                      (trained, "the last checkpoint is kept")]:  # fmt: skip
+        failed = WriteError(f"cannot write {run.file('checkpoint.pt')}: No space left on device")
+        failed.run_path = run.path
+        monkeypatch.setitem(cli.COMMANDS, "train", lambda args, e=failed: (_ for _ in ()).throw(e))
+        assert main(["train", "--out", str(run.path)]) == 1
+        assert capsys.readouterr().err == f"deit train: error: {failed}; {left}\n"
+        assert rundir.what_is_left(run.path) == left
 
 
 def test_a_vanished_run_directory_is_named(tmp_path):
@@ -189,9 +207,9 @@ def test_training_into_a_full_disk_stops_with_one_line(tmp_path, cifar_dir):
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         last = done.stderr.strip().splitlines()[-1].split("\r")[-1].strip()
         assert done.returncode == 1, done.stderr
-        assert last == (
+        assert last == (  # the first checkpoint does not fit: none is left, and it says so
             f"deit train: error: cannot write {out / 'checkpoint.pt'}: No space left on device; "
-            "the last checkpoint is kept"
+            "no checkpoint was written yet (--resume starts the run over)"
         )
         assert leftovers(out) == [] and "Traceback" not in done.stderr
     finally:

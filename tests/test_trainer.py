@@ -119,6 +119,7 @@ def test_a_dead_loader_worker_stops_the_run_in_one_line_keeping_its_checkpoint(
             "DataLoader worker (pid 4674) is killed by signal: Killed; the run stopped in epoch "
             "2. If memory ran out, resume with fewer workers (--set workers=N)"
         )
+        assert caught.value.run_path == tmp_path / "run"  # its checkpoint is named as kept
     else:
         assert type(caught.value) is RuntimeError and str(caught.value) == message
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)

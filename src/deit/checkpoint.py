@@ -32,7 +32,13 @@ class CheckpointError(ValueError):
 
 
 class WriteError(Exception):
-    """A run file could not be written; the message names the file and the cause."""
+    """A run file could not be written; the message names the file and the cause.
+
+    ``run_path`` is the run's directory once the run engine has seen the error
+    (None before), so the error line can say whether a checkpoint is left.
+    """
+
+    run_path: Path | None = None
 
 
 def write_error(path: str | Path, err: OSError) -> WriteError:

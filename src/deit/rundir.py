@@ -27,17 +27,18 @@ The rules, enforced here for every kind of run:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deit.checkpoint import load_checkpoint, save_checkpoint, write_atomic, write_error
+from deit.checkpoint import WriteError, load_checkpoint, save_checkpoint, write_atomic, write_error
 from deit.config import ConfigError
 from deit.hardware import hardware
 
@@ -61,6 +62,22 @@ class RunFailed(Exception):
 
     Its checkpoint is the last one written; the message says what failed and how to go on.
     """
+
+    def __init__(self, message: str, run_path: Path):
+        super().__init__(message)
+        self.run_path = Path(run_path)
+
+
+def what_is_left(run_path: Path | None) -> str:
+    """The end of a failed run's error line: whether it leaves a checkpoint to resume from.
+
+    A run that fails before its first checkpoint (a full disk, a bad file in
+    the first epoch) has none: saying "the last checkpoint is kept" there would
+    send the user looking for one.
+    """
+    if run_path is None or Path(run_path, "checkpoint.pt").is_file():
+        return "the last checkpoint is kept"
+    return "no checkpoint was written yet (--resume starts the run over)"
 
 
 class StopOnSignal:
@@ -131,6 +148,15 @@ class RunDir:
 
     # ------------------------------------------------------------------ files
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Mark a failed write as this run's, so its error line can say what is left."""
+        try:
+            yield
+        except WriteError as err:
+            err.run_path = self.path
+            raise
+
     def create(self, config: Any) -> None:
         """Start the run: the directory, ``config.json`` and an empty ``metrics.jsonl``.
 
@@ -146,8 +172,9 @@ class RunDir:
                     self.file(name).unlink(missing_ok=True)
         except OSError as err:
             raise ConfigError(f"cannot create run directory {self.path}: {err.strerror}") from None
-        write_atomic(self.file("config.json"), _json_bytes(dataclasses.asdict(config)))
-        write_atomic(self.file("metrics.jsonl"), b"")
+        with self._writing():
+            write_atomic(self.file("config.json"), _json_bytes(dataclasses.asdict(config)))
+            write_atomic(self.file("metrics.jsonl"), b"")
 
     def read_json(self, name: str) -> dict[str, Any]:
         """A JSON file of the run (its config or summary)."""
@@ -162,7 +189,8 @@ class RunDir:
         """Rewrite ``checkpoint.pt`` atomically with ``state`` and the run's wall time so far."""
         if self.writer:
             state = state | {"wall_seconds": self.wall_seconds()}
-            save_checkpoint(state, self.file("checkpoint.pt"))
+            with self._writing():
+                save_checkpoint(state, self.file("checkpoint.pt"))
 
     def restore_clock(self, state: dict[str, Any] | None) -> None:
         """Continue the wall-time count of a checkpoint (0 for a fresh run)."""
@@ -178,7 +206,8 @@ class RunDir:
         path = self.file("metrics.jsonl")
         lines = path.read_text().splitlines()[:epochs] if path.is_file() else []
         if self.writer:
-            write_atomic(path, "".join(line + "\n" for line in lines).encode())
+            with self._writing():
+                write_atomic(path, "".join(line + "\n" for line in lines).encode())
         return json.loads(lines[-1]) if lines else {}
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -186,16 +215,19 @@ class RunDir:
         if not self.writer:
             return
         path = self.file("metrics.jsonl")
-        try:
-            with path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as err:
-            raise write_error(path, err) from None
+        with self._writing():
+            try:
+                with path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as err:
+                raise write_error(path, err) from None
 
     def record_skipped(self, paths: list[str]) -> None:
         """Write the files the run skipped (``skip_bad_files``) to ``skipped_files.txt``."""
         if self.writer and paths:
-            write_atomic(self.file("skipped_files.txt"), "".join(p + "\n" for p in paths).encode())
+            with self._writing():
+                write_atomic(self.file("skipped_files.txt"),
+                             "".join(p + "\n" for p in paths).encode())  # fmt: skip
 
     def finish(self, summary: dict[str, Any], command: list[str] | None, world: Any = None) -> dict:
         """Write ``summary.json`` (plus wall time, hardware and command line); return it."""
@@ -205,7 +237,8 @@ class RunDir:
             "command": command or sys.argv,
         }
         if self.writer:
-            write_atomic(self.file("summary.json"), _json_bytes(summary))
+            with self._writing():
+                write_atomic(self.file("summary.json"), _json_bytes(summary))
         return summary
 
 

@@ -346,12 +346,14 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                 "skip_bad_files=true to skip such files"  # fmt: skip
             if isinstance(err, ShardError):  # missing, cut short, a sample without its label
                 fix = "Replace the shard and resume"
-            raise RunFailed(f"{err}; the run stopped in epoch {epoch + 1}. {fix}") from None
+            stopped = f"{err}; the run stopped in epoch {epoch + 1}. {fix}"
+            raise RunFailed(stopped, run.path) from None
         except RuntimeError as err:  # a loader worker killed (out of memory?) or crashed
             if not (death := worker_death(err)):
                 raise
-            raise RunFailed(f"{death}; the run stopped in epoch {epoch + 1}. If memory ran out, "
-                            "resume with fewer workers (--set workers=N)") from None  # fmt: skip
+            stopped = (f"{death}; the run stopped in epoch {epoch + 1}. If memory ran out, "
+                       "resume with fewer workers (--set workers=N)")  # fmt: skip
+            raise RunFailed(stopped, run.path) from None
     summary = _summary(config, model, record, teacher_top1) | {"train_set": inputs.train_set}
     if inputs.skipped:
         summary["skipped_files"] = len(inputs.skipped)

@@ -27,10 +27,10 @@ from deit.data.workers import worker_death
 from deit.distributed import is_main_process, lost_a_rank, peer_error
 from deit.export import ExportFailed
 from deit.inference import BadImage
-from deit.rundir import RunFailed, RunInterrupted
+from deit.rundir import RunFailed, RunInterrupted, what_is_left
 
 EXIT_USAGE = 2  # bad input, refused before any work
-EXIT_FAILED = 1  # the run failed (a write, a file, a non-finite loss); its last checkpoint is kept
+EXIT_FAILED = 1  # the run failed (a write, a file, a non-finite loss); its checkpoint is kept
 
 COMMANDS = {
     "train": run_train,
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except (WriteError, RunFailed) as err:
-        print(f"{name}: error: {err}; the last checkpoint is kept", file=sys.stderr)
+        print(f"{name}: error: {err}; {what_is_left(err.run_path)}", file=sys.stderr)
         return EXIT_FAILED
     except FloatingPointError as err:
         print(f"{name}: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
