@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from deit import hardware
+from deit import cpuinfo, hardware
 from deit.config import TrainConfig
 from deit.hardware import usable_cores
 from deit.inputs import workers
@@ -56,3 +56,13 @@ def test_usable_cores_are_the_affinity_shared_among_the_local_ranks(monkeypatch)
     assert usable_cores() == 1  # never none
     config = TrainConfig(workers=-1)
     assert workers(config) == 1 and workers(TrainConfig(workers=3)) == 3
+
+
+def test_amd_family_reads_the_vendor_and_family(monkeypatch):
+    """The generation the linear layers' library is chosen by: AMD's family number only."""
+    for fields, want in [({"vendor_id": "AuthenticAMD", "cpu family": "26"}, 26),
+                         ({"vendor_id": "AuthenticAMD", "cpu family": "25"}, 25),
+                         ({"vendor_id": "GenuineIntel", "cpu family": "6"}, None),
+                         ({}, None)]:  # fmt: skip
+        monkeypatch.setattr(cpuinfo, "cpu_fields", lambda f=fields: f)
+        assert cpuinfo.amd_family() == want

@@ -83,12 +83,16 @@ def test_exported_and_autocast_calls_stay_with_aten_linear():
         assert layer(x).grad_fn.name().endswith("_OneDNNLinearBackward")  # eager again
 
 
-def test_auto_chooses_onednn_only_on_an_amd_cpu_with_avx512(monkeypatch):
-    for amd, want in ((True, "onednn"), (False, "blas")):
-        monkeypatch.setattr(linear_module, "_amd_with_avx512", lambda amd=amd: amd)
-        monkeypatch.setattr(linear_module, "onednn_available", lambda: True)
+def test_auto_chooses_onednn_only_on_an_amd_zen5_or_later_with_avx512(monkeypatch):
+    """As measured: faster on family 26 (Zen 5), slower on 25 (Zen 4), AVX2 and Intel."""
+    monkeypatch.setattr(linear_module, "onednn_available", lambda: True)
+    for family, isa, want in [(26, "AVX512", "onednn"), (27, "AVX512", "onednn"),
+                              (25, "AVX512", "blas"), (26, "AVX2", "blas"),
+                              (None, "AVX512", "blas")]:  # fmt: skip
+        monkeypatch.setattr(linear_module, "amd_family", lambda f=family: f)
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda i=isa: i)
         with using_cpu_linear("auto"):
-            assert cpu_linear() == want
+            assert cpu_linear() == want, (family, isa)
     monkeypatch.setattr(linear_module, "onednn_available", lambda: False)
     with using_cpu_linear("auto"):
         assert cpu_linear() == "blas"

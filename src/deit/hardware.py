@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from deit.cpuinfo import cpu_fields
 from deit.models.linear import cpu_linear
 
 
@@ -24,14 +24,8 @@ def hardware(world: Any = None) -> dict[str, Any]:
     With ``world`` (a :class:`deit.distributed.World`) also the device the
     run trained on (the GPU's name) and the number of processes.
     """
-    cpu = platform.processor() or platform.machine()
-    fields: dict[str, str] = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().split("\n\n", 1)[0].splitlines():  # the first core
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    cpu = fields.get("model name", cpu)
+    fields = cpu_fields()
+    cpu = fields.get("model name") or platform.processor() or platform.machine()
     found = {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
     if "cpu family" in fields:  # tells apart machines that share a model name ("AMD EPYC")
         found["cpu_family"] = (f"{fields.get('vendor_id', '?')} family {fields['cpu family']} "

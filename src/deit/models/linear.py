@@ -3,9 +3,11 @@
 PyTorch runs a float32 ``nn.Linear`` on the CPU through its BLAS, Intel's MKL in
 the official wheels. MKL chooses its kernels by CPU vendor: on an AMD EPYC with
 AVX-512 it runs a 2048² product at 225 GFLOP/s where oneDNN (the library behind
-PyTorch's CPU convolutions, which chooses by instruction set) runs it at 486, and
-DeiT-Ti's and DeiT-S's training steps are 1.4-1.5× and their inference 1.5-2× faster with
-it (benchmarks/RESULTS.md, "The AMD EPYC measured: its square ceiling was MKL's").
+PyTorch's CPU convolutions, which chooses by instruction set) runs it at 486 on a
+Zen 5 (family 26), and DeiT-Ti's and DeiT-S's training steps are 1.4-1.5× and their
+inference 1.5-2× faster with it (benchmarks/RESULTS.md, "The AMD EPYC measured: its
+square ceiling was MKL's"). On a Zen 4 (family 25), whose AVX-512 runs on 256-bit
+units, the square product gains 1.15× and training loses 2-6 %: MKL stays there.
 
 :class:`Linear` is ``nn.Linear`` with the same parameters and state-dict keys
 (timm reads the weights as before); on such a CPU its three products (the
@@ -15,20 +17,21 @@ linears; it takes the transposed operands of the weight's gradient as strided
 views, without a copy). Everywhere else (GPUs, bfloat16 autocast,
 ``torch.compile``, ``torch.export``, other CPUs) it is ``nn.Linear`` exactly.
 
-:func:`set_cpu_linear` chooses for the process: ``auto`` (oneDNN on an AMD CPU
-with AVX-512, where it was measured faster; the BLAS elsewhere), ``blas`` or
-``onednn``. The config key ``cpu_linear`` sets it for a run.
+:func:`set_cpu_linear` chooses for the process: ``auto`` (oneDNN on an AMD CPU of
+family 26 or later with AVX-512, where it was measured faster; the BLAS elsewhere),
+``blas`` or ``onednn``. The config key ``cpu_linear`` sets it for a run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from deit.cpuinfo import amd_family
 
 CHOICES = ("auto", "blas", "onednn")
 _choice = "auto"
@@ -40,13 +43,18 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def _amd_with_avx512() -> bool:
-    """Whether the CPU is AMD's and PyTorch runs its AVX-512 kernels on it."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return False
-    vendor = next((ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("vendor_id")), "")
-    return "AuthenticAMD" in vendor and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+def _onednn_faster_here() -> bool:
+    """Whether oneDNN trains the students faster than the BLAS on this CPU, as measured.
+
+    An AMD CPU of family 26 or later (Zen 5: 512-bit vector units) running
+    PyTorch's AVX-512 kernels: training steps 1.40-1.53× faster. Not family 25
+    (Zen 4, whose AVX-512 runs on 256-bit units: 0.94-0.98×), nor an AVX2-only
+    CPU (0.98×), nor Intel's, where MKL uses AVX-512 itself. A fixed rule, not a
+    timing at start-up, so every process on a machine (ranks, a resume) agrees.
+    """
+    family = amd_family()
+    return (family is not None and family >= 26
+            and torch.backends.cpu.get_cpu_capability().startswith("AVX512"))  # fmt: skip
 
 
 def check_choice(choice: str) -> None:
@@ -80,7 +88,7 @@ def cpu_linear() -> str:
     global _resolved
     if _resolved is None:
         if _choice == "auto":
-            _resolved = "onednn" if onednn_available() and _amd_with_avx512() else "blas"
+            _resolved = "onednn" if onednn_available() and _onednn_faster_here() else "blas"
         else:
             _resolved = _choice
     return _resolved
