@@ -137,6 +137,45 @@ def test_from_main_gives_every_rank_rank_zeros_result_or_its_error():
     assert all(g[3].startswith(odd) for g in got), got
 
 
+_RANK_LEAVING = """
+import os, sys, torch
+from deit.distributed import session
+def threads():
+    return len(os.listdir("/proc/self/task"))
+torch.nn.Linear(4, 2)(torch.randn(3, 4)).sum().backward()  # the CPU's own threads first
+before = threads()
+with session("cpu") as world:
+    model = world.wrap(torch.nn.Linear(4, 2))
+    model(torch.randn(3, 4)).sum().backward()
+    world.gather(world.rank)
+    del model
+print(before, threads())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_a_rank_leaves_no_gloo_thread_behind():
+    """After ``session`` the group is gone with its threads, before the interpreter's teardown,
+    where a gloo thread that releases a collective's tensors aborts the process (it did)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}  # fmt: skip
+    ranks = [subprocess.Popen([sys.executable, "-c", _RANK_LEAVING], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r in (0, 1)]  # fmt: skip
+    for rank in ranks:
+        out, err = rank.communicate(timeout=120)
+        assert rank.returncode == 0, err
+        before, after = map(int, out.split())
+        assert after == before, f"{after - before} threads left (gloo's: loop and workers)"
+
+
 def test_cuda_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

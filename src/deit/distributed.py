@@ -11,6 +11,7 @@ initialised, so the same code runs a plain single-process job.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import re
@@ -180,9 +181,18 @@ def session(device: str = "auto") -> Iterator[World]:
     here = pick_device(device, local_rank)
     owned = not dist.is_initialized()
     if owned:
+        # Imported before the group exists: this module of PyTorch's (DDP imports it on first
+        # use) takes the default group as its functions' default arguments, which would keep
+        # the group, and gloo's worker threads, alive into the interpreter's teardown; a
+        # thread releasing a collective's tensors there aborts the process ("terminate
+        # called without an active exception": a torchrun test failed so, about one run in
+        # three, on a busy 2-core machine).
+        import torch.distributed.nn  # noqa: F401
+
         dist.init_process_group("nccl" if here.type == "cuda" else "gloo")
     try:
         yield World(rank, world_size, local_rank, here)
     finally:
         if owned:
+            gc.collect()  # a DDP model left in a reference cycle holds the group too
             dist.destroy_process_group()
