@@ -310,10 +310,13 @@ def _against(row: Measurement, ceiling: float) -> Measurement:
 
 
 def _device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model name."""
+    """The GPU's name, or the CPU's model name with its family (one name can cover two
+    generations: "AMD EPYC" did)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return hardware()["cpu"]
+    machine = hardware()
+    family = machine.get("cpu_family")
+    return f"{machine['cpu']} ({family})" if family else machine["cpu"]
 
 
 def markdown(result: dict) -> str:
