@@ -99,11 +99,6 @@ class World:
             raise err
         return found
 
-    def barrier(self) -> None:
-        """Wait until every rank arrives here."""
-        if self.distributed:
-            dist.barrier()
-
     @property
     def _comm_device(self) -> torch.device:
         """Where collective tensors live: NCCL needs them on the GPU, gloo on the CPU."""

@@ -189,8 +189,9 @@ def settle(config: TrainConfig, inputs: RunInputs, world_size: int = 1) -> Train
     return dataclasses.replace(config, subset_sha256=inputs.train_set["subset_sha256"])
 
 
-def folder_splits(config: TrainConfig) -> tuple[tuple[str, ...], Samples, Samples]:
-    """(classes, train samples, evaluation samples) of the folder, as the config selects them.
+def folder_selection(config) -> tuple[tuple[str, ...], Samples, Samples, list[int]]:
+    """(classes, train samples, evaluation samples, indices of the training samples kept) of
+    the folder, as the config selects them.
 
     ``validation`` holds out a tenth of each class of ``train/`` (seeded,
     always the same) and evaluates on it instead of ``val/``; ``train_size``
@@ -198,12 +199,6 @@ def folder_splits(config: TrainConfig) -> tuple[tuple[str, ...], Samples, Sample
     (:mod:`deit.data.subsets`) and ``test_size`` a seeded random one. Works for
     a student's or a teacher's config.
     """
-    classes, train, test, _ = folder_selection(config)
-    return classes, train, test
-
-
-def folder_selection(config) -> tuple[tuple[str, ...], Samples, Samples, list[int]]:
-    """:func:`folder_splits` and the indices of the training samples kept."""
     folder = scan_folder(config.data_dir)
     train, test, classes = folder.train, folder.val, folder.classes
     if config.validation and not config.train_size:
