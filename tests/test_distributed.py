@@ -61,6 +61,34 @@ def test_a_rank_whose_peer_ended_says_so_in_one_line(monkeypatch, capsys, error,
     )
 
 
+@pytest.mark.parametrize("rank, tty, starts_a_line", [("1", True, True), ("0", True, False),
+                                                      ("1", False, False)])  # fmt: skip
+def test_another_ranks_error_on_a_terminal_ends_rank_zeros_bar_line_first(
+    monkeypatch, rank, tty, starts_a_line
+):
+    """Rank 0's progress bar may be mid-line on the terminal all ranks share; a log file
+    (not a terminal) keeps each error to exactly one line."""
+    import io
+
+    from deit import cli
+    from deit.data import DataError
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return tty
+
+    def fails(args):
+        raise DataError("DIR/b.png: cannot decode")
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setitem(cli.COMMANDS, "train", fails)
+    monkeypatch.setenv("RANK", rank)
+    assert main(["train", "--preset", "smoke", "--out", "never-made"]) == 2
+    line = "deit train: error: DIR/b.png: cannot decode\n"
+    assert err.getvalue() == ("\n" + line if starts_a_line else line)
+
+
 def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     """A bug is not a lost rank: outside torchrun, or with another message, it propagates."""
     from deit import cli

@@ -46,6 +46,17 @@ COMMANDS = {
 }
 
 
+def _say(line: str) -> None:
+    """Print an error line to stderr, on a line of its own.
+
+    Under torchrun every rank writes to one terminal, where rank 0 may be
+    drawing its progress bar: another rank's line first ends the bar's line.
+    """
+    if not is_main_process() and sys.stderr.isatty():
+        line = "\n" + line
+    print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -53,29 +64,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
-        print(f"{name}: error: {err}", file=sys.stderr)
+        _say(f"{name}: error: {err}")
         return EXIT_USAGE
     except (BadImage, ExportFailed) as err:
-        print(f"{name}: error: {err}", file=sys.stderr)
+        _say(f"{name}: error: {err}")
         return EXIT_FAILED
     except (WriteError, RunFailed) as err:
-        print(f"{name}: error: {err}; {what_is_left(err.run_path)}", file=sys.stderr)
+        _say(f"{name}: error: {err}; {what_is_left(err.run_path)}")
         return EXIT_FAILED
     except FloatingPointError as err:
-        print(f"{name}: stopped: {err}; the last good checkpoint is kept", file=sys.stderr)
+        _say(f"{name}: stopped: {err}; the last good checkpoint is kept")
         return EXIT_FAILED
     except RunInterrupted as err:
         if is_main_process():
-            print(f"{name}: {err}", file=sys.stderr)
+            _say(f"{name}: {err}")
         return 130
     except RuntimeError as err:
         if lost_a_rank(err):
-            print(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the "
-                  f"job ended first (its own error says why; here: {peer_error(err)}); the last "
-                  "checkpoint is kept", file=sys.stderr)  # fmt: skip
+            _say(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the "
+                 f"job ended first (its own error says why; here: {peer_error(err)}); the last "
+                 "checkpoint is kept")  # fmt: skip
         elif death := worker_death(err):  # outside training (which says how to resume)
-            print(f"{name}: error: {death}; if memory ran out, run it with fewer worker "
-                  "processes", file=sys.stderr)  # fmt: skip
+            _say(f"{name}: error: {death}; if memory ran out, run it with fewer worker "
+                 "processes")  # fmt: skip
         else:
             raise
         return EXIT_FAILED
@@ -83,5 +94,5 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
+        _say(f"{name}: interrupted")
         return 130
