@@ -150,7 +150,10 @@ def test_the_error_line_says_a_checkpoint_is_kept_only_where_there_is_one(
 
     started, trained = open_new(tmp_path / "started")[0], a_run(tmp_path / "trained")
     started.create(TrainConfig())
+    empty = open_new(tmp_path / "empty")[0]  # its config.json could not be written
+    (tmp_path / "empty").mkdir()
     for run, left in [(started, "no checkpoint was written yet (--resume starts the run over)"),
+                      (empty, "nothing was written yet (run the command again)"),
                       (trained, "the last checkpoint is kept")]:  # fmt: skip
         failed = WriteError(f"cannot write {run.file('checkpoint.pt')}: No space left on device")
         failed.run_path = run.path

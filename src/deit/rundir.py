@@ -63,9 +63,9 @@ class RunFailed(Exception):
     Its checkpoint is the last one written; the message says what failed and how to go on.
     """
 
-    def __init__(self, message: str, run_path: Path):
-        super().__init__(message)
-        self.run_path = Path(run_path)
+    def __init__(self, message: str, run_path: Path | None = None):
+        super().__init__(message)  # (a default, so that the error survives pickling)
+        self.run_path = None if run_path is None else Path(run_path)
 
 
 def what_is_left(run_path: Path | None) -> str:
@@ -77,7 +77,9 @@ def what_is_left(run_path: Path | None) -> str:
     """
     if run_path is None or Path(run_path, "checkpoint.pt").is_file():
         return "the last checkpoint is kept"
-    return "no checkpoint was written yet (--resume starts the run over)"
+    if Path(run_path, "config.json").is_file():
+        return "no checkpoint was written yet (--resume starts the run over)"
+    return "nothing was written yet (run the command again)"  # not a run --resume takes
 
 
 class StopOnSignal:
