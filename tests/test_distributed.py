@@ -44,7 +44,7 @@ GLOO_PEER_GONE = (
          "NCCL error: remote process exited"),
     ],
 )  # fmt: skip
-def test_a_rank_whose_peer_ended_says_so_in_one_line(monkeypatch, capsys, error, line):
+def test_a_rank_whose_peer_ended_says_so_in_one_line(monkeypatch, capsys, tmp_path, error, line):
     """The rank that failed prints why; the others' collectives fail, each says so in a line."""
     from deit import cli
 
@@ -57,8 +57,11 @@ def test_a_rank_whose_peer_ended_says_so_in_one_line(monkeypatch, capsys, error,
     assert main(["train", "--preset", "smoke", "--out", "never-made"]) == 1
     assert capsys.readouterr().err == (
         "deit train: error: rank 3 stopped because another rank of the job ended first (its own "
-        f"error says why; here: {line}); the last checkpoint is kept\n"
+        f"error says why; here: {line}); nothing was written yet (run the command again)\n"
     )
+    (tmp_path / "checkpoint.pt").touch()  # a run with a checkpoint, resumed
+    assert main(["train", "--resume", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.endswith(f"here: {line}); the last checkpoint is kept\n")
 
 
 @pytest.mark.parametrize("rank, tty, starts_a_line", [("1", True, True), ("0", True, False),
@@ -89,6 +92,28 @@ def test_another_ranks_error_on_a_terminal_ends_rank_zeros_bar_line_first(
     assert err.getvalue() == ("\n" + line if starts_a_line else line)
 
 
+def test_rank_zeros_error_handed_to_the_others_is_printed_once(monkeypatch, capsys):
+    """A folder's listing error found by rank 0 reaches every rank (``from_main``); only
+    rank 0 prints it, every rank exits 2."""
+    from deit import cli
+    from deit.data import DataError
+
+    for rank, printed in (("0", True), ("1", False)):
+        shared = ValueError("train_size 5000 is larger than the training set")
+        shared.from_rank_zero = rank != "0"  # as from_main marks it on the other ranks
+
+        def fails(args, err=shared):
+            try:
+                raise err
+            except ValueError:  # as load_inputs turns a loader's check into a DataError
+                raise DataError(f"DIR: {err}") from None
+
+        monkeypatch.setitem(cli.COMMANDS, "train", fails)
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "--preset", "smoke", "--out", "never-made"]) == 2
+        assert bool(capsys.readouterr().err) is printed
+
+
 def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     """A bug is not a lost rank: outside torchrun, or with another message, it propagates."""
     from deit import cli
@@ -113,7 +138,7 @@ def _from_main_in_two_ranks(rank: int, port: int, results) -> None:
     import torch.distributed as dist
 
     from deit.data import DataError
-    from deit.distributed import World
+    from deit.distributed import World, repeats_rank_zero
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=2)  # fmt: skip
@@ -129,6 +154,7 @@ def _from_main_in_two_ranks(rank: int, port: int, results) -> None:
             error = None
         except DataError as err:
             error = str(err)
+            assert repeats_rank_zero(err) is (rank != 0)  # only rank 0 prints it
 
         def unpicklable():
             raise ValueError(lambda: rank)  # a lambda cannot cross to the other rank

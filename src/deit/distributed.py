@@ -96,6 +96,8 @@ class World:
         dist.broadcast_object_list(box, src=0, device=self._comm_device)
         found, err = box[0]
         if err is not None:
+            if not self.is_main:
+                err.from_rank_zero = True  # see repeats_rank_zero
             raise err
         return found
 
@@ -154,6 +156,20 @@ def peer_error(err: BaseException) -> str:
     location ("[.../pair.cc:553] Connection closed by peer [127.0.0.1]:24747")."""
     line = (str(err).strip().splitlines() or [type(err).__name__])[0]
     return re.sub(r"^\[[^\]]*\]\s*", "", line).split(". ")[0].rstrip(".")
+
+
+def repeats_rank_zero(err: BaseException | None) -> bool:
+    """Whether ``err`` is rank 0's error handed to this rank by :meth:`World.from_main`, or
+    raised while handling one (rank 0 raises the same: e.g. wrapped in a ``DataError``).
+
+    Rank 0 prints it; the other ranks end with the same exit status without
+    printing it again (eight GPUs, one line, not eight).
+    """
+    while err is not None:
+        if getattr(err, "from_rank_zero", False):
+            return True
+        err = err.__context__
+    return False
 
 
 def is_main_process() -> bool:

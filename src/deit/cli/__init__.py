@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from deit.checkpoint import CheckpointError, WriteError
 from deit.cli.commands import (
@@ -24,7 +25,7 @@ from deit.cli.parser import build_parser
 from deit.config import ConfigError
 from deit.data import DataError
 from deit.data.workers import worker_death
-from deit.distributed import is_main_process, lost_a_rank, peer_error
+from deit.distributed import is_main_process, lost_a_rank, peer_error, repeats_rank_zero
 from deit.export import ExportFailed
 from deit.inference import BadImage
 from deit.rundir import RunFailed, RunInterrupted, what_is_left
@@ -32,6 +33,7 @@ from deit.rundir import RunFailed, RunInterrupted, what_is_left
 EXIT_USAGE = 2  # bad input, refused before any work
 EXIT_FAILED = 1  # the run failed (a write, a file, a non-finite loss); its checkpoint is kept
 
+RUN_COMMANDS = ("train", "teacher", "finetune")  # one run directory: --out or --resume
 COMMANDS = {
     "train": run_train,
     "teacher": run_teacher,
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
-        _say(f"{name}: error: {err}")
+        if not repeats_rank_zero(err):
+            _say(f"{name}: error: {err}")
         return EXIT_USAGE
     except (BadImage, ExportFailed) as err:
         _say(f"{name}: error: {err}")
@@ -81,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except RuntimeError as err:
         if lost_a_rank(err):
+            run = (args.resume or args.out) if args.command in RUN_COMMANDS else None
             _say(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the "
-                 f"job ended first (its own error says why; here: {peer_error(err)}); the last "
-                 "checkpoint is kept")  # fmt: skip
+                 f"job ended first (its own error says why; here: {peer_error(err)}); "
+                 f"{what_is_left(run and Path(run))}")  # fmt: skip
         elif death := worker_death(err):  # outside training (which says how to resume)
             _say(f"{name}: error: {death}; if memory ran out, run it with fewer worker "
                  "processes")  # fmt: skip
