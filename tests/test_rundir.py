@@ -197,6 +197,23 @@ def _tmpfs(path):
     return done.returncode == 0
 
 
+def test_a_non_finite_loss_says_what_the_run_directory_holds(tmp_path, monkeypatch, capsys):
+    from deit import cli
+
+    def diverges(args):
+        raise FloatingPointError("non-finite loss nan at step 3")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", diverges)
+    a_run(tmp_path / "trained")
+    new, trained = ["--out", str(tmp_path / "new")], ["--resume", str(tmp_path / "trained")]
+    for args, left in [(new, "nothing was written yet (run the command again)"),
+                       (trained, "the last checkpoint is kept")]:  # fmt: skip
+        assert main(["train", *args]) == 1
+        assert capsys.readouterr().err == (
+            f"deit train: stopped: non-finite loss nan at step 3; {left}\n"
+        )
+
+
 @pytest.mark.slow
 def test_training_into_a_full_disk_stops_with_one_line(tmp_path, cifar_dir):
     disk = tmp_path / "disk"

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deit`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     name = f"deit {args.command}"
+    run = args.resume or args.out if args.command in RUN_COMMANDS else None
+    run_dir = Path(run) if run else None  # what a failed run leaves there: what_is_left
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
@@ -73,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"{name}: error: {err}")
         return EXIT_FAILED
     except (WriteError, RunFailed) as err:
-        _say(f"{name}: error: {err}; {what_is_left(err.run_path)}")
+        _say(f"{name}: error: {err}; {what_is_left(err.run_path or run_dir)}")
         return EXIT_FAILED
     except FloatingPointError as err:
-        _say(f"{name}: stopped: {err}; the last good checkpoint is kept")
+        _say(f"{name}: stopped: {err}; {what_is_left(run_dir)}")  # the last, a good one
         return EXIT_FAILED
     except RunInterrupted as err:
         if is_main_process():
@@ -84,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except RuntimeError as err:
         if lost_a_rank(err):
-            run = (args.resume or args.out) if args.command in RUN_COMMANDS else None
             _say(f"{name}: error: rank {os.environ['RANK']} stopped because another rank of the "
                  f"job ended first (its own error says why; here: {peer_error(err)}); "
-                 f"{what_is_left(run and Path(run))}")  # fmt: skip
+                 f"{what_is_left(run_dir)}")  # fmt: skip
         elif death := worker_death(err):  # outside training (which says how to resume)
             _say(f"{name}: error: {death}; if memory ran out, run it with fewer worker "
                  "processes")  # fmt: skip
