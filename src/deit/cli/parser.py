@@ -356,7 +356,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cpu-linear", choices=CPU_LINEAR_CHOICES, default="auto",
         help="the CPU library of the students' linear layers (as --set cpu_linear=… in "
-        "training): auto is oneDNN on an AMD CPU with AVX-512, the BLAS (MKL) elsewhere",
+        "training): auto is oneDNN on an AMD Zen 5 (family 26) or later with AVX-512, the "
+        "BLAS (MKL) elsewhere",
     )  # fmt: skip
 
 
