@@ -100,13 +100,13 @@ def _onednn_applies(x: torch.Tensor) -> bool:
     Not an empty one: oneDNN has no inner product over zero rows.
     """
     return (
-        type(x) is torch.Tensor  # not a fake or functional tensor being traced
+        cpu_linear() == "onednn"  # first: on most machines the one check every call makes
+        and type(x) is torch.Tensor  # not a fake or functional tensor being traced
         and x.device.type == "cpu"
         and x.numel() > 0
         and x.dtype == torch.float32
         and not torch.compiler.is_compiling()
         and not torch.is_autocast_enabled("cpu")
-        and cpu_linear() == "onednn"
     )
 
 
