@@ -100,12 +100,12 @@ def _onednn_applies(x: torch.Tensor) -> bool:
     Not an empty one: oneDNN has no inner product over zero rows.
     """
     return (
-        cpu_linear() == "onednn"  # first: on most machines the one check every call makes
+        not torch.compiler.is_compiling()  # before the choice: Dynamo would trace its lookup
+        and cpu_linear() == "onednn"  # then the one check most machines' calls stop at
         and type(x) is torch.Tensor  # not a fake or functional tensor being traced
         and x.device.type == "cpu"
         and x.numel() > 0
         and x.dtype == torch.float32
-        and not torch.compiler.is_compiling()
         and not torch.is_autocast_enabled("cpu")
     )
 
