@@ -114,6 +114,26 @@ def test_rank_zeros_error_handed_to_the_others_is_printed_once(monkeypatch, caps
         assert bool(capsys.readouterr().err) is printed
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_an_error_in_the_flags_is_printed_by_rank_zero_only(monkeypatch, capsys, rank, tmp_path):
+    """Every rank parses the same command line: a bad flag or --set value is one line under
+    torchrun, not one per rank; every rank exits 2. An error that may differ between ranks
+    (what a rank finds on its disk) is printed by the rank that finds it."""
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--out", "never-made", "--no-such-flag"])
+    assert stopped.value.code == 2
+    assert ("unrecognized arguments: --no-such-flag" in capsys.readouterr().err) is (rank == "0")
+    for flags in (["train", "--preset", "smoke", "--set", "nope=1", "--out", "never-made"],
+                  ["train", "--resume", str(tmp_path), "--set", "nope=1"],
+                  ["finetune", "--out", "never-made"]):  # fmt: skip
+        assert main(flags) == 2
+        assert bool(capsys.readouterr().err) is (rank == "0"), flags
+    assert main(["train", "--resume", str(tmp_path)]) == 2  # each rank reads the directory
+    assert "holds no run to resume" in capsys.readouterr().err
+
+
 def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     """A bug is not a lost rank: outside torchrun, or with another message, it propagates."""
     from deit import cli

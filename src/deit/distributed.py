@@ -96,9 +96,7 @@ class World:
         dist.broadcast_object_list(box, src=0, device=self._comm_device)
         found, err = box[0]
         if err is not None:
-            if not self.is_main:
-                err.from_rank_zero = True  # see repeats_rank_zero
-            raise err
+            raise said_by_rank_zero(err, main=self.is_main)
         return found
 
     @property
@@ -158,9 +156,22 @@ def peer_error(err: BaseException) -> str:
     return re.sub(r"^\[[^\]]*\]\s*", "", line).split(". ")[0].rstrip(".")
 
 
+def said_by_rank_zero(err: BaseException, main: bool | None = None) -> BaseException:
+    """``err``, marked as an error rank 0 raises too if this is another rank; returned.
+
+    For errors that depend only on what every rank shares: the command line's
+    flags, or what rank 0 found and handed over (:meth:`World.from_main`).
+    Rank 0 prints it; :func:`repeats_rank_zero` tells the others not to.
+    ``main``: whether this is rank 0 (default: :func:`is_main_process`).
+    """
+    if not (is_main_process() if main is None else main):
+        err.from_rank_zero = True
+    return err
+
+
 def repeats_rank_zero(err: BaseException | None) -> bool:
-    """Whether ``err`` is rank 0's error handed to this rank by :meth:`World.from_main`, or
-    raised while handling one (rank 0 raises the same: e.g. wrapped in a ``DataError``).
+    """Whether ``err`` was marked by :func:`said_by_rank_zero` on this rank, or raised while
+    handling such an error (rank 0 raises the same: e.g. wrapped in a ``DataError``).
 
     Rank 0 prints it; the other ranks end with the same exit status without
     printing it again (eight GPUs, one line, not eight).

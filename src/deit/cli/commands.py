@@ -11,7 +11,7 @@ from pathlib import Path
 
 import deit
 from deit.config import ConfigError, TrainConfig, build_config
-from deit.distributed import is_main_process
+from deit.distributed import is_main_process, said_by_rank_zero
 from deit.overrides import parse_overrides
 
 EXIT_BAD_FILES = 2  # deit data --check found files that do not decode
@@ -41,14 +41,28 @@ def _print_run(summary: dict, out: str) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _flags_checked():
+    """Where an error can come from the flags alone: every torchrun rank parses the same
+    command line and finds the same error, so only rank 0 prints it (eight GPUs, one line)."""
+    try:
+        yield
+    except ConfigError as err:
+        said_by_rank_zero(err)
+        raise
+
+
 def _train_or_resume(args: argparse.Namespace, start) -> int:
     """``--resume DIR`` continues a student run; else ``start(config)`` begins one in --out."""
     given = _given(args, "student", "distillation", "teacher", "epochs", "seed")
     if args.resume:
-        changes = given | parse_overrides(TrainConfig, args.overrides)
+        with _flags_checked():
+            changes = given | parse_overrides(TrainConfig, args.overrides)
         summary = deit.train(changes, args.resume, resume=True, command=_command())
         return _print_run(summary, args.resume)
-    return _print_run(start(build_config(args.preset, given, args.overrides)), args.out)
+    with _flags_checked():
+        config = build_config(args.preset, given, args.overrides)
+    return _print_run(start(config), args.out)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -63,7 +77,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_finetune(args: argparse.Namespace) -> int:
     """``deit finetune``: a training run that starts from given weights at a new size."""
     if not args.resume and (not args.checkpoint or not args.img_size):
-        raise ConfigError("deit finetune needs --checkpoint and --img-size (or --resume DIR)")
+        with _flags_checked():
+            raise ConfigError("deit finetune needs --checkpoint and --img-size (or --resume DIR)")
 
     def start(recipe: TrainConfig) -> dict:
         return deit.finetune(

@@ -8,6 +8,7 @@ import inspect
 import re
 
 from deit.config import PRESETS, TrainConfig
+from deit.distributed import is_main_process
 from deit.models.linear import CHOICES as CPU_LINEAR_CHOICES
 from deit.teacher_recipe import TeacherConfig
 
@@ -361,9 +362,19 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but under torchrun only rank 0 prints a usage error: every rank
+    parses the same command line, and eight copies of one error would bury it."""
+
+    def error(self, message: str):
+        if is_main_process():
+            super().error(message)  # prints the usage and the message, exits with 2
+        self.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``deit`` command and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deit",
         description="Data-efficient image transformers with distillation through attention, "
         "trained fast on CIFAR or any image folder.",
