@@ -105,7 +105,8 @@ def main() -> None:
     median = {phase: statistics.median(t) for phase, t in times.items()}
     step = sum(median.values())
     hw = hardware()
-    print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC · {hw['cpu']} · "
+    family = f" ({hw['cpu_family']})" if "cpu_family" in hw else ""  # "AMD EPYC" names several
+    print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC · {hw['cpu']}{family} · "
           f"{hw['threads']} threads · torch {hw['torch']} · preset `{args.preset}` "
           f"({config.student}, embed {config.embed_dim or 'default'}, depth "
           f"{config.depth or 'default'}, batch {config.batch_size}, {config.distillation} "
