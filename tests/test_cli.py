@@ -59,12 +59,14 @@ def test_data_command_describes_real_cifar10(cifar_dir, capsys):
 
 
 @pytest.mark.slow
-def test_smoke_training_run_writes_the_run_directory(cifar_dir, tmp_path, monkeypatch):
+def test_smoke_training_run_writes_the_run_directory(cifar_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "smoke"
     args = ["train", "--preset", "smoke", "--data-dir", str(cifar_dir), "--out", str(out)]
     args += ["--student", "deit_nano_distilled_patch8_32", "--set", "train_size=1024"]
     monkeypatch.setattr(sys, "argv", ["deit", *args])  # as the console script sees it
     assert main(args) == 0  # in-process: the entry point itself is test_help's
+    # The smoke preset evaluates on the first 2,000 test images; `deit eval` on all 10,000.
+    assert "s: test top-1 (2,000 images) cls " in capsys.readouterr().out
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == PRESETS["smoke"]["epochs"]
     record = json.loads(lines[-1])
@@ -91,7 +93,8 @@ def test_eval_reproduces_the_shipped_teacher_accuracy(cifar_dir, capsys):
     args = ["eval", "--checkpoint", "cifar10-teacher", "--data-dir", str(cifar_dir), "--json"]
     assert main(args) == 0  # in-process: the whole test set, without a second torch import
     recorded = json.loads(RESULTS.joinpath("teacher", "summary.json").read_text())["test_top1"]
-    assert round(json.loads(capsys.readouterr().out)["top1"], 2) == round(recorded, 2) == 94.01
+    report = json.loads(capsys.readouterr().out)
+    assert round(report["top1"], 2) == round(recorded, 2) == 94.01 and report["images"] == 10_000
 
 
 @pytest.mark.slow
@@ -106,7 +109,7 @@ def test_eval_of_a_student_checkpoint_reports_every_head(cifar_dir, tmp_path, ca
     assert main([*args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "student" and set(report["heads"]) == {"cls", "dist", "avg"}
-    assert report["top1"] == report["heads"]["avg"]
+    assert report["top1"] == report["heads"]["avg"] and report["images"] == 10_000
 
 
 @pytest.mark.parametrize(
@@ -128,7 +131,8 @@ def test_teacher_command_trains_a_tiny_teacher(cifar_dir, tmp_path, capsys):
     assert {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"} <= {
         p.name for p in out.iterdir()
     }
-    assert "run directory" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "done: test top-1 (200 images) " in printed and "run directory" in printed
 
 
 def test_teacher_command_rejects_a_bad_arch_before_any_work(tmp_path, capsys):

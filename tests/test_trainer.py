@@ -280,6 +280,7 @@ def test_eval_every_evaluates_every_nth_epoch_and_the_last(
     assert len(evaluated) == 4, "student and EMA, after epochs 2 and 3 only"
     first, *rest = lines
     assert first["test_top1"] is None and first["teacher_agreement"] is None
+    assert first["test_images"] is None and [m["test_images"] for m in rest] == [64, 64]
     assert first["test_top1_ema"] is None
     assert first["train_loss"] > 0 and first["img_per_s"] > 0 and first["lr"] > 0
     assert all(0 <= m["data_wait"] < 1 for m in lines)  # the share of an epoch spent waiting
@@ -288,6 +289,7 @@ def test_eval_every_evaluates_every_nth_epoch_and_the_last(
         assert set(m["test_top1_ema"]) == {"cls", "dist", "avg"}
     assert summary["test_top1"] == lines[-1]["test_top1"]
     assert summary["test_top1_ema"] == lines[-1]["test_top1_ema"]
+    assert summary["test_images"] == 64  # test_size: the first 64 of the test set
     assert summary["teacher_agreement"] == lines[-1]["teacher_agreement"]
     shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert len(shown) == 3 and "avg" in shown[1] and "avg" in shown[2]

@@ -19,11 +19,15 @@ def zero_stats() -> dict[str, float]:
     return {"loss_sum": 0.0, "images": 0, "steps": 0, "seconds": 0.0, "data_seconds": 0.0}
 
 
-def epoch_record(epoch: int, lr: float, sums: dict, top1: dict | None) -> dict:
-    """One line of metrics.jsonl; ``top1`` None (and so the agreement): not evaluated."""
+def epoch_record(
+    epoch: int, lr: float, sums: dict, top1: dict | None, evaluated: int | None = None
+) -> dict:
+    """One line of metrics.jsonl; ``top1`` None (and so the agreement): not evaluated.
+    ``evaluated``: the number of images ``top1`` was measured on."""
     agreement = top1.pop("agreement", None) if top1 else None
     return {"epoch": epoch + 1, "lr": lr, "train_loss": sums["loss_sum"] / sums["images"],
-            "test_top1": top1, "teacher_agreement": agreement, "seconds": sums["seconds"],
+            "test_top1": top1, "test_images": evaluated, "teacher_agreement": agreement,
+            "seconds": sums["seconds"],
             "img_per_s": sums["images"] / sums["seconds"],
             "data_wait": sums["data_seconds"] / sums["seconds"]}  # fmt: skip
 

@@ -83,9 +83,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a student or teacher checkpoint on the test set of its data set.
 
-    Returns ``{"checkpoint", "kind", "top1", "heads"}``: ``top1`` (percent) is the
-    model's default prediction (a distilled student's head average), ``heads``
-    the accuracy of every student head (empty for a teacher). ``tta`` (mirror
+    Returns ``{"checkpoint", "kind", "top1", "heads", "images"}``: ``top1``
+    (percent) is the model's default prediction (a distilled student's head
+    average), ``heads`` the accuracy of every student head (empty for a
+    teacher), ``images`` how many test images they were measured on. ``tta`` (mirror
     and ±1 px translations) applies to teachers only. The data set is the
     one the checkpoint was trained on (CIFAR-10 for a shipped teacher), its
     test split or an image folder's ``val/``, found in ``data_dir`` if given,
@@ -97,7 +98,13 @@ def evaluate(
         teacher = load_teacher(checkpoint)
         images, labels = _teacher_test_set(path, teacher, data_dir, download)
         top1 = evaluate_teacher(teacher, images, labels, tta=tta)
-        return {"checkpoint": str(checkpoint), "kind": "teacher", "top1": top1, "heads": {}}
+        return {
+            "checkpoint": str(checkpoint),
+            "kind": "teacher",
+            "top1": top1,
+            "heads": {},
+            "images": len(labels),
+        }
     if tta:
         raise CheckpointError("--tta applies to teachers; students are evaluated per head")
     model, config = rebuild_student(payload, str(path))
@@ -110,4 +117,10 @@ def evaluate(
     seen = counts.pop("images")
     heads = {name: 100.0 * right / seen for name, right in counts.items()}
     top1 = heads.get("avg", heads["cls"])
-    return {"checkpoint": str(checkpoint), "kind": "student", "top1": top1, "heads": heads}
+    return {
+        "checkpoint": str(checkpoint),
+        "kind": "student",
+        "top1": top1,
+        "heads": heads,
+        "images": seen,
+    }

@@ -207,13 +207,14 @@ def train(
         torch.set_num_threads(threads)  # the caller's own count back (a notebook, a test)
 
 
-def _evaluate_all(model, inputs: RunInputs, world: World, **kwargs) -> dict[str, float]:
-    """Top-1 of every head in percent on the whole evaluation set: each rank's share, summed."""
+def _evaluate_all(model, inputs: RunInputs, world: World, **kwargs) -> tuple[dict, int]:
+    """Top-1 of every head in percent on the whole evaluation set (each rank's share, summed),
+    and the number of images that is."""
     counts = count_correct(model, inputs.eval_batches(), mean=inputs.mean, std=inputs.std,
                            **kwargs)  # fmt: skip
     names = [name for name in counts if name != "images"]  # the same order on every rank
     *right, total = world.sum([counts[name] for name in names] + [counts["images"]])
-    return {name: 100.0 * c / total for name, c in zip(names, right, strict=True)}
+    return {name: 100.0 * c / total for name, c in zip(names, right, strict=True)}, int(total)
 
 
 def _teacher_on_eval(teacher: Teacher, inputs: RunInputs, world: World):
@@ -324,13 +325,13 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
                     if interrupted:
                         raise RunInterrupted(run.path, step, total, run.resume_with)
                     continue
-                top1 = ema_top1 = None  # not evaluated: not an eval_every-th epoch nor the last
+                top1 = ema_top1 = evaluated = None  # not an eval_every-th epoch nor the last
                 if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-                    top1 = _evaluate_all(model, inputs, world, reference=teacher_pred,
-                                         **evaluation)  # fmt: skip
+                    top1, evaluated = _evaluate_all(model, inputs, world, reference=teacher_pred,
+                                                    **evaluation)  # fmt: skip
                     if ema is not None:
-                        ema_top1 = _evaluate_all(ema.module, inputs, world, **evaluation)
-                record = epoch_log.epoch_record(epoch, lr_at(step - 1), partial, top1)
+                        ema_top1, _ = _evaluate_all(ema.module, inputs, world, **evaluation)
+                record = epoch_log.epoch_record(epoch, lr_at(step - 1), partial, top1, evaluated)
                 if ema is not None:
                     record["test_top1_ema"] = ema_top1
                 # The line first: a resume drops lines the checkpoint lacks.
@@ -372,5 +373,6 @@ def _summary(config, model, record, teacher_top1: float | None) -> dict:
         "teacher_top1": teacher_top1,
         "teacher_agreement": record.get("teacher_agreement"),
         "evaluated_on": "validation" if config.validation else "test",
+        "test_images": record.get("test_images"),  # test_size may keep only the first ones
         "epochs": config.epochs,
     }

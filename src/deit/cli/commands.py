@@ -36,7 +36,11 @@ def _print_run(summary: dict, out: str) -> int:
     """Print the result of a finished training run (rank 0 only under torchrun)."""
     if is_main_process():
         heads = ", ".join(f"{k} {v:.2f}%" for k, v in summary["test_top1"].items())
-        print(f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1 {heads}")
+        images = f" ({summary['test_images']:,} images)" if summary.get("test_images") else ""
+        print(
+            f"done in {summary['wall_seconds']:.0f} s: {summary['evaluated_on']} top-1"
+            f"{images} {heads}"
+        )
         print(f"run directory: {out}")
     return 0
 
@@ -102,8 +106,9 @@ def run_teacher(args: argparse.Namespace) -> int:
         config = deit.TeacherConfig(**changes)
         summary = deit.train_teacher(config, args.out, command=_command(), overwrite=args.overwrite)
     print(
-        f"done: test top-1 {summary['test_top1']:.2f}% ({summary['test_top1_tta']:.2f}% with "
-        f"test-time augmentation), {summary['train_seconds'] / 60:.1f} min of training"
+        f"done: {summary['evaluated_on']} top-1 ({summary['test_images']:,} images) "
+        f"{summary['test_top1']:.2f}% ({summary['test_top1_tta']:.2f}% with test-time "
+        f"augmentation), {summary['train_seconds'] / 60:.1f} min of training"
     )
     print(f"run directory: {args.resume or args.out}")
     return 0
@@ -152,7 +157,10 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     heads = "  ".join(f"{k} {v:.2f}%" for k, v in result["heads"].items())
-    print(f"{result['checkpoint']} ({result['kind']}): top-1 {result['top1']:.2f}%  {heads}")
+    print(
+        f"{result['checkpoint']} ({result['kind']}): top-1 {result['top1']:.2f}% on "
+        f"{result['images']:,} test images  {heads}".rstrip()
+    )
     return 0
 
 
