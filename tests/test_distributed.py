@@ -134,6 +134,23 @@ def test_an_error_in_the_flags_is_printed_by_rank_zero_only(monkeypatch, capsys,
     assert "holds no run to resume" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_commands_that_run_in_one_process_refuse_torchrun(monkeypatch, capsys, rank, tmp_path):
+    """Under torchrun every rank would train the same teacher into the same directory (or
+    evaluate, export, reproduce the same thing): one line from rank 0, exit 2, nothing made."""
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "teacher"
+    assert main(["teacher", "--out", str(out)]) == 2
+    assert not out.exists()
+    expected = (
+        "deit teacher: error: deit teacher runs in one process; of deit's commands only "
+        "train and finetune run under torchrun (data-parallel). Run it without torchrun\n"
+    )
+    assert capsys.readouterr().err == (expected if rank == "0" else "")
+    assert main(["eval", "--checkpoint", "cifar10-teacher"]) == 2
+
+
 def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     """A bug is not a lost rank: outside torchrun, or with another message, it propagates."""
     from deit import cli

@@ -25,7 +25,14 @@ from deit.cli.parser import build_parser
 from deit.config import ConfigError
 from deit.data import DataError
 from deit.data.workers import worker_death
-from deit.distributed import is_main_process, lost_a_rank, peer_error, repeats_rank_zero
+from deit.distributed import (
+    is_main_process,
+    launched_by_torchrun,
+    lost_a_rank,
+    peer_error,
+    repeats_rank_zero,
+    said_by_rank_zero,
+)
 from deit.export import ExportFailed
 from deit.inference import BadImage
 from deit.rundir import RunFailed, RunInterrupted, what_is_left
@@ -34,6 +41,7 @@ EXIT_USAGE = 2  # bad input, refused before any work
 EXIT_FAILED = 1  # the run failed (a write, a file, a non-finite loss); its checkpoint is kept
 
 RUN_COMMANDS = ("train", "teacher", "finetune")  # one run directory: --out or --resume
+RANKED_COMMANDS = ("train", "finetune")  # those that run data-parallel under torchrun
 COMMANDS = {
     "train": run_train,
     "teacher": run_teacher,
@@ -66,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     run = args.resume or args.out if args.command in RUN_COMMANDS else None
     run_dir = Path(run) if run else None  # what a failed run leaves there: what_is_left
     try:
+        if launched_by_torchrun() and args.command not in RANKED_COMMANDS:
+            # Every rank would run the whole command, into the same files.
+            raise said_by_rank_zero(ConfigError(
+                f"{name} runs in one process; of deit's commands only train and finetune run "
+                "under torchrun (data-parallel). Run it without torchrun"))  # fmt: skip
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:
         if not repeats_rank_zero(err):
