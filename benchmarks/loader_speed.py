@@ -277,9 +277,11 @@ def markdown(report: dict) -> str:
     by = {(r["variant"], r["workers"]): r for r in report["results"]}
     names = list(dict.fromkeys(r["variant"] for r in report["results"]))
     v = report["versions"]
+    machine = report["machine"]
+    family = f" ({machine['cpu_family']})" if "cpu_family" in machine else ""  # one name, many
     lines = [
         f"# Image-folder loader at {report['size']} px, {report['date']}", "",
-        f"{report['machine'].get('cpu', '?')}, {report['cpus']} CPUs available; "
+        f"{machine.get('cpu', '?')}{family}, {report['cpus']} CPUs available; "
         f"torch {v['torch']}, simplejpeg {v['simplejpeg']}, Pillow {v['pillow']} "
         f"(libjpeg-turbo: {v['pillow_libjpeg_turbo']}), timm {v['timm']}. "
         f"Load average at the start {report['load_before']}, at the end {report['load_after']}.",
