@@ -38,10 +38,10 @@ def _as_tarfile_reads(archive: bytes) -> list[tuple[str, bytes]]:
 
 
 class Trickle(io.BytesIO):
-    """A stream that returns at most 700 bytes a read, as a pipe or a socket may."""
+    """A stream that returns at most 300 bytes a read, as a pipe or a socket may."""
 
     def read(self, size=-1):
-        return super().read(700 if size < 0 else min(size, 700))
+        return super().read(300 if size < 0 else min(size, 300))
 
 
 @pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])

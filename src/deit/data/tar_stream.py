@@ -11,9 +11,9 @@ took 0.091 ms an image against 0.057 for the shard reader on this module
 (names, labels and checks included) and 0.022 to read each image from its
 own file (``python benchmarks/shard_read.py``, a Zen 4 EPYC, 2026-12-07:
 benchmarks/loader/shard-read-2026-12-07.md); decoding and cropping such an
-image take ~1.2 ms. Here each header is one 512-byte
-read parsed by :meth:`tarfile.TarInfo.frombuf` (the standard library's
-parser, checksum checked), and each member's data one read of its size.
+image take ~1.2 ms. Here each header is one 512-byte read parsed by
+:meth:`tarfile.TarInfo.frombuf` (the standard library's parser, checksum
+checked), and each member's data one read of its size.
 GNU long names (``L``) and pax extended headers (``x``: ``path``, ``size``)
 apply to the member after them, as :mod:`tarfile` applies them; pax global
 headers, links, directories and other special members are skipped.
@@ -42,10 +42,10 @@ def tar_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
     long_name, pax = None, {}
     while True:
         header = stream.read(BLOCK)
+        if 0 < len(header) < BLOCK:  # a pipe or a socket may return less than asked
+            header += _read(stream, BLOCK - len(header))
         if not header or header == _END:
             return
-        if len(header) < BLOCK:
-            raise EOFError("the stream ends inside a member's header")
         info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
         size = int(pax.get("size", info.size))
         data = _read(stream, size)
