@@ -78,13 +78,21 @@ def test_a_header_that_is_not_a_tar_header_is_a_header_error():
         list(tar_files(io.BytesIO(b"not a tar file at all".ljust(512, b"!"))))
 
 
-def test_a_broken_pax_record_is_a_header_error():
-    record = b"99 path=x\n"  # the length says 99, the record has 10 bytes
+@pytest.mark.parametrize("record", [b"99 path=x\n", b"11 size=4x\n"])  # a wrong length; size
+def test_a_broken_pax_record_is_a_header_error(record):
     header = tarfile.TarInfo("././@PaxHeader")
     header.type, header.size = tarfile.XHDTYPE, len(record)
     block = header.tobuf(tarfile.USTAR_FORMAT) + record.ljust(512, b"\0")
     with pytest.raises(tarfile.HeaderError, match="pax"):
         list(tar_files(io.BytesIO(block + bytes(1024))))
+
+
+def test_a_sparse_member_is_refused_not_read_as_its_map():
+    member = tarfile.TarInfo("a.jpg")
+    member.type = tarfile.GNUTYPE_SPARSE
+    archive = member.tobuf(tarfile.GNU_FORMAT) + bytes(1024)
+    with pytest.raises(tarfile.HeaderError, match="a.jpg is a sparse member"):
+        list(tar_files(io.BytesIO(archive)))
 
 
 def test_a_pax_size_record_gives_the_next_members_size():

@@ -16,7 +16,8 @@ image take ~1.2 ms. Here each header is one 512-byte read parsed by
 checked), and each member's data one read of its size.
 GNU long names (``L``) and pax extended headers (``x``: ``path``, ``size``)
 apply to the member after them, as :mod:`tarfile` applies them; pax global
-headers, links, directories and other special members are skipped.
+headers, links, directories and other special members are skipped; a GNU
+sparse member (never an image in practice) is refused.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def tar_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
             long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
         elif info.type == tarfile.XHDTYPE:
             pax = _pax_records(data)
-        elif info.type != tarfile.XGLTYPE:  # a member: the extended name applies to it alone
-            name = pax.get("path", long_name or info.name)
+        elif info.type not in (tarfile.XGLTYPE, tarfile.GNUTYPE_LONGLINK):  # a member:
+            name = pax.get("path", long_name or info.name)  # the extended name is its alone
             long_name, pax = None, {}
+            if info.type == tarfile.GNUTYPE_SPARSE:  # its data is a map, not the file's bytes
+                raise tarfile.HeaderError(f"{name} is a sparse member, which is not read")
             if info.type in tarfile.REGULAR_TYPES:
                 yield name, data
 
@@ -82,6 +85,8 @@ def _pax_records(data: bytes) -> dict[str, str]:
             if length <= space - at or data[at + length - 1 : at + length] != b"\n":
                 raise ValueError
             key, _, value = data[space + 1 : at + length - 1].partition(b"=")
+            if key == b"size" and not value.isdigit():
+                raise ValueError
             records[key.decode("utf-8", "surrogateescape")] = value.decode(
                 "utf-8", "surrogateescape"
             )
