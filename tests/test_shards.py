@@ -135,8 +135,14 @@ def test_shards_hold_exactly_the_images_of_their_folder(folder, shards, server, 
     labels = torch.cat([labels for _, labels in read])
     assert sorted(Counter(labels.tolist()).values()) == scan_folder(folder).per_class("train")
     if source == "pipe":  # no info file: the val shards are the pattern's, 3 of them exist
-        with pytest.raises(ShardError, match="val-00003.tar: the command exited with status 1"):
+        with pytest.raises(
+            ShardError,
+            match=r"val-00003.tar: the command exited with status 1 "
+            r"\(the val shards were taken to be .* name them with the val_shards",
+        ):
             find_shards(spec, "val")
+        named = find_shards(f"pipe:cat {shards}/val-{{00000..00002}}.tar", "val", named=True)
+        assert len(named) == 12 and named.counts == (5, 5, 2)
     else:
         assert len(find_shards(spec, "val")) == 12
 
@@ -278,6 +284,24 @@ def test_a_run_from_shards_trains_on_exactly_the_folder_images(folder, shards, t
     summary = json.loads((out / "summary.json").read_text())
     assert summary["train_set"]["images"] == 36
     assert summary["train_set"]["per_class"] == scan_folder(folder).per_class("train")
+    assert summary["test_images"] == 12  # every val sample
+
+
+def test_val_shards_named_apart_from_a_pipe_pattern(shards, tmp_path, capsys):
+    """A pattern of commands has no info file beside it, and its 'train'->'val' names as many
+    val shards as train shards; val_shards names them."""
+    train = ["--data-dir", f"pipe:cat {shards}/train-{{00000..00007}}.tar"]
+    val = f"pipe:cat {shards}/val-{{00000..00002}}.tar"
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", *train, "--out", str(out)]) == 2
+    assert _last_line(capsys).endswith("name them with the val_shards setting)")
+    assert not out.exists()
+    args = [*TINY, "--epochs", "1", *train, "--set", f"val_shards={val}", "--out", str(out)]
+    assert main(["train", *args]) == 0
+    assert json.loads((out / "summary.json").read_text())["test_images"] == 12
+    assert main(["train", "--preset", "smoke", "--set", f"val_shards={val}", "--out",
+                 str(tmp_path / "cifar")]) == 2  # fmt: skip
+    assert "val_shards names shards: it needs --set dataset=shards" in _last_line(capsys)
 
 
 def _copy(shards, tmp_path):

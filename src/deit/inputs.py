@@ -42,7 +42,7 @@ from deit.data import (
 )
 from deit.data.augment import dataset_stats
 from deit.data.shard_loader import ShardLoader
-from deit.data.shards import find_shards
+from deit.data.shards import ShardSet, find_shards
 from deit.data.stream import StreamLoader
 from deit.data.subsets import (
     balanced_subset,
@@ -295,9 +295,15 @@ def _shard_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     The classes come from the training shards (their info file, else their
     labels); the evaluation shards must use the same classes.
     """
-    train_set, val_set = world.from_main(
-        lambda: (find_shards(config.data_dir, "train"), find_shards(config.data_dir, "val"))
-    )  # rank 0 reads the info file (or counts the shards), every rank uses what it found
+
+    def find() -> tuple[ShardSet, ShardSet]:
+        train = find_shards(config.data_dir, "train")
+        if config.val_shards:  # named apart: e.g. 50 val shards beside 1,282 train shards
+            return train, find_shards(config.val_shards, "val", named=True)
+        return train, find_shards(config.data_dir, "val")
+
+    # Rank 0 reads the info file (or counts the shards), every rank uses what it found.
+    train_set, val_set = world.from_main(find)
     if val_set.classes != train_set.classes[: len(val_set.classes)]:
         raise DataError(f"{config.data_dir}: the val shards' classes are not the train shards'")
     val_set = dataclasses.replace(val_set, classes=train_set.classes)

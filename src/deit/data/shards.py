@@ -224,14 +224,15 @@ def read_info(base: str) -> dict | None:
     return None
 
 
-def find_shards(spec: str, split: str) -> ShardSet:
+def find_shards(spec: str, split: str, named: bool = False) -> ShardSet:
     """The shards of ``split`` ("train" or "val") that ``spec`` names, checked before any work.
 
     ``spec``: a folder or an ``http(s)://`` folder URL (the shards its info
     file lists, else a folder's ``SPLIT-*.tar``), or a pattern of sources
     (:func:`expand`; local paths, ``pipe:`` and URLs) naming the train shards,
     whose ``val`` shards are those the info file beside them lists, else the
-    same pattern with its last "train" read as "val". Counts and classes
+    same pattern with its last "train" read as "val"; ``named``: the pattern
+    names this split's shards themselves (a run's ``val_shards``). Counts and classes
     come from the info file beside the shards; a local shard it lists must
     exist with the size it records. Without an info file every shard is
     read once now, to count it and check each sample's label (classes are
@@ -250,15 +251,26 @@ def find_shards(spec: str, split: str) -> ShardSet:
         base = os.path.dirname(spec.split("::")[0])
         info = None if spec.startswith("pipe:") or "::" in spec else read_info(base)
         listed = ((info or {}).get("splits", {}).get(split) or {}).get("filenames")
-        if split == "train":
+        if split == "train" or named:
             sources = expand(spec)
         elif listed is not None:  # the info file beside the train shards lists them
             sources = [_join(base, name) for name in listed]
         else:
             head, found, tail = spec.rpartition("train")
             if not found:
-                raise ShardError(f"cannot tell the {split} shards from {spec}: no 'train' in it")
-            sources = expand(head + split + tail)
+                raise ShardError(f"cannot tell the {split} shards from {spec}: no 'train' in it; "
+                                 f"name them with the val_shards setting")  # fmt: skip
+            try:
+                return _counted(info, split, expand(head + split + tail), spec)
+            except ShardError as err:  # e.g. fewer val shards than train shards
+                raise ShardError(f"{err} (the {split} shards were taken to be {spec} with its "
+                                 f"last 'train' read as '{split}'; name them with the "
+                                 f"val_shards setting)") from None  # fmt: skip
+    return _counted(info, split, sources, spec)
+
+
+def _counted(info: dict | None, split: str, sources: list[str], spec: str) -> ShardSet:
+    """The ShardSet of ``sources``: from the info file if it lists them all, else counted."""
     if not sources:
         raise ShardError(f"{spec} holds no {split} shards ({split}-*.tar)")
     counted = _from_info(info, split, sources)
