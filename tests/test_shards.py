@@ -29,7 +29,8 @@ from deit.data.layout import DataError
 from deit.data.packing import SlotPool
 from deit.data.shard_loader import ShardLoader
 from deit.data.shard_order import epoch_plan
-from deit.data.shards import ShardError, expand, find_shards, write_shards
+from deit.data.shard_writer import write_shards
+from deit.data.shards import ShardError, expand, find_shards
 from deit.data.stream import StreamLoader
 
 CLASSES = ("ant", "bee", "cat")
@@ -301,7 +302,33 @@ def test_val_shards_named_apart_from_a_pipe_pattern(shards, tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["test_images"] == 12
     assert main(["train", "--preset", "smoke", "--set", f"val_shards={val}", "--out",
                  str(tmp_path / "cifar")]) == 2  # fmt: skip
-    assert "val_shards names shards: it needs --set dataset=shards" in _last_line(capsys)
+    assert "val_shards is about shards: it needs --set dataset=shards" in _last_line(capsys)
+
+
+def test_an_info_file_named_apart_spares_the_counting_pass(shards, tmp_path, monkeypatch):
+    """A pattern of commands with the info file given (a pipe: command too): counts and class
+    names from it, no shard read before training (ImageNet over S3: 140 GB)."""
+    from deit.data import shards as module
+
+    def no_scan(sources):
+        raise AssertionError("the shards were read to count them")
+
+    monkeypatch.setattr(module, "scan_shards", no_scan)
+    info = f"pipe:cat {shards}/info.json"
+    train = find_shards(f"pipe:cat {shards}/train-{{00000..00007}}.tar", "train", info_file=info)
+    val = find_shards(f"pipe:cat '{shards}/val-{{00000..00002}}.tar'", "val", named=True,
+                      info_file=info)  # fmt: skip
+    assert train.classes == CLASSES and train.counts == (5,) * 7 + (1,)
+    assert val.counts == (5, 5, 2)
+    out = tmp_path / "run"
+    args = [*TINY, "--epochs", "1", "--data-dir", f"pipe:cat {shards}/train-{{00000..00007}}.tar",
+            "--set", f"val_shards=pipe:cat {shards}/val-{{00000..00002}}.tar",
+            "--set", f"shard_info={info}", "--out", str(out)]  # fmt: skip
+    assert main(["train", *args]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_set"]["images"] == 36 and summary["test_images"] == 12
+    with pytest.raises(ShardError, match="is not valid JSON"):
+        find_shards(str(shards), "train", info_file=f"{shards}/train-00000.tar")
 
 
 def _copy(shards, tmp_path):

@@ -50,6 +50,7 @@ class TrainConfig:
     decode_once: bool = False  # folder data: decode train/ once at decode_size, crop on the device
     shard_buffer: int = 1000  # shards: samples in each stream's shuffle buffer (1: no shuffle)
     val_shards: str = ""  # shards: the val shards' folder, pattern or URL; "": from data_dir
+    shard_info: str = ""  # shards: their info file (path, URL, pipe:) if none is beside them
     decode_size: int = 0  # decode_once's image size; 0: the student's img_size / 0.875, rounded
     normalization: str = "dataset"  # the data set's mean/std (ImageNet's for folders), or a name
     epochs: int = 10
@@ -337,9 +338,10 @@ def validate(config: TrainConfig) -> TrainConfig:
 def _check_shards(config: TrainConfig) -> None:
     """dataset=shards: a source, and none of the selections that need the samples listed."""
     if config.dataset != "shards":
-        if config.val_shards:
-            raise ConfigError(f"val_shards names shards: it needs --set dataset=shards, not "
-                              f"dataset={config.dataset}")  # fmt: skip
+        for key in ("val_shards", "shard_info"):
+            if getattr(config, key):
+                raise ConfigError(f"{key} is about shards: it needs --set dataset=shards, not "
+                                  f"dataset={config.dataset}")  # fmt: skip
         return
     if not config.data_dir:
         raise ConfigError("dataset=shards needs --data-dir DIR, a pattern or a URL of the shards")

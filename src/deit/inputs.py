@@ -297,10 +297,11 @@ def _shard_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     """
 
     def find() -> tuple[ShardSet, ShardSet]:
-        train = find_shards(config.data_dir, "train")
+        info = {"info_file": config.shard_info}  # "": the one beside the shards, if any
+        train = find_shards(config.data_dir, "train", **info)
         if config.val_shards:  # named apart: e.g. 50 val shards beside 1,282 train shards
-            return train, find_shards(config.val_shards, "val", named=True)
-        return train, find_shards(config.data_dir, "val")
+            return train, find_shards(config.val_shards, "val", named=True, **info)
+        return train, find_shards(config.data_dir, "val", **info)
 
     # Rank 0 reads the info file (or counts the shards), every rank uses what it found.
     train_set, val_set = world.from_main(find)

@@ -34,8 +34,9 @@ from deit.models.teachers import Teacher, predict
 from deit.pretrained import load_pretrained, read_pretrained
 from deit.rundir import RunDir, RunFailed, RunInterrupted, StopOnSignal, open_run
 
-FREE_ON_RESUME = ("data_dir", "val_shards", "download", "threads", "checkpoint_every",
-                  "workers", "skip_bad_files", "eval_every", "cpu_linear")  # fmt: skip
+FREE_ON_RESUME = ("data_dir", "val_shards", "shard_info", "download", "threads",
+                  "checkpoint_every", "workers", "skip_bad_files", "eval_every",
+                  "cpu_linear")  # fmt: skip
 """Settings a resumed run may change: where the data is, threads, checkpoint frequency,
 loader processes, whether to skip a file that cannot be decoded, how often to evaluate
 (none of them changes what is trained) and the CPU library of the student's linears

@@ -4,7 +4,7 @@ Nothing can be downloaded here, so ``data/folder.py`` is exercised on files writ
 `export_cifar` writes it as lossless PNGs (pixel-identical, so a reader can be checked exactly);
 `make_imagenet_like` builds an ImageNet look-alike from it: JPEGs of varied sizes around
 500×375 in synset folders, mixed extensions, odd modes and formats, files to skip and, on
-request, broken ones. `deit.data.shards.write_shards` (``shards``) turns any image folder into
+request, broken ones. `deit.data.shard_writer.write_shards` (``shards``) turns any image folder into
 WebDataset shards. ``python -m deit.data.export --help``. Never commit the output.
 """
 
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from deit.data.cifar import CIFAR, load_cifar
 from deit.data.layout import DataError
-from deit.data.shards import write_shards
+from deit.data.shard_writer import write_shards
 
 _SPECIAL = {"gray": ("L", ".JPEG"), "cmyk": ("CMYK", ".JPEG"), "rgba": ("RGBA", ".png")}
 _SPECIAL |= {"palette": ("P", ".png"), "webp": ("RGB", ".webp"), "bmp": ("RGB", ".bmp")}

@@ -1,14 +1,15 @@
-"""WebDataset shards: tar files of ``<key>.jpg`` + ``<key>.cls`` samples, found, read and written.
+"""WebDataset shards: tar files of ``<key>.jpg`` + ``<key>.cls`` samples, found and read.
 
 The format is WebDataset's (and timm's ``wds/``): a shard is a plain tar; the
 members of one sample are consecutive and share a key, the member's path up
 to the first dot of its file name (``n01440764_3.jpg``, ``n01440764_3.cls``);
 the rest is the suffix, in any case. An image is the first of the suffixes in
 `IMAGE_SUFFIXES`; its label the ``.cls`` member, an integer in decimal text.
-``info.json`` (or timm's ``_info.json``) beside the shards gives each split's
-file names and sample counts (timm's schema: ``splits.<split>.filenames``,
-``shard_lengths``, ``num_samples``) and, when `write_shards` wrote it, the
-class names, the counts per class and each shard's size in bytes.
+``info.json`` (or timm's ``_info.json``) beside the shards, or named apart,
+gives each split's file names and sample counts (timm's schema:
+``splits.<split>.filenames``, ``shard_lengths``, ``num_samples``) and, when
+:func:`deit.data.shard_writer.write_shards` wrote it, the class names, the
+counts per class and each shard's size in bytes.
 
 Why a tar reader of our own (:mod:`deit.data.tar_stream`, on the standard
 library's header parser) and not the webdataset package (1.0.2): the loader
@@ -25,7 +26,6 @@ every failure as one line naming the shard. Shards written by webdataset's
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from deit.data.folder import scan_folder
 from deit.data.layout import DataError
 from deit.data.tar_stream import tar_files
 
@@ -216,15 +215,41 @@ def read_info(base: str) -> dict | None:
             continue
         try:
             with open_source(source) as stream:
-                return json.loads(stream.read())
-        except ShardError:
+                text = stream.read()
+        except ShardError:  # e.g. a URL folder without this name: try the next
             continue
-        except ValueError as err:
-            raise ShardError(f"{source} is not valid JSON ({err})") from None
+        return _json_object(source, text)
     return None
 
 
-def find_shards(spec: str, split: str, named: bool = False) -> ShardSet:
+def _read_json(source: str) -> dict:
+    """The info file ``source`` names (a path, URL or ``pipe:`` command), read and parsed."""
+    with open_source(source) as stream:
+        text = stream.read()
+    return _json_object(source, text)
+
+
+def _json_object(source: str, text: bytes) -> dict:
+    """``text`` parsed as a JSON object; ``ShardError`` naming ``source`` if it is not one."""
+    try:
+        found = json.loads(text)
+    except ValueError as err:
+        raise ShardError(f"{source} is not valid JSON ({err})") from None
+    if not isinstance(found, dict):
+        raise ShardError(f"{source} is not valid JSON for an info file (not an object)")
+    return found
+
+
+def _shard_name(source: str) -> str:
+    """The shard's file name in ``source``, as an info file lists it: a path's or URL's base
+    name, or the last ``….tar`` in a ``pipe:`` command."""
+    if source.startswith("pipe:"):
+        names = re.findall(r"[^/\s'\"]+\.tar\b", source)
+        return names[-1] if names else source
+    return os.path.basename(source)
+
+
+def find_shards(spec: str, split: str, named: bool = False, info_file: str = "") -> ShardSet:
     """The shards of ``split`` ("train" or "val") that ``spec`` names, checked before any work.
 
     ``spec``: a folder or an ``http(s)://`` folder URL (the shards its info
@@ -233,14 +258,16 @@ def find_shards(spec: str, split: str, named: bool = False) -> ShardSet:
     whose ``val`` shards are those the info file beside them lists, else the
     same pattern with its last "train" read as "val"; ``named``: the pattern
     names this split's shards themselves (a run's ``val_shards``). Counts and classes
-    come from the info file beside the shards; a local shard it lists must
-    exist with the size it records. Without an info file every shard is
-    read once now, to count it and check each sample's label (classes are
-    then the label numbers). Any failure: one-line ``ShardError`` naming the shard.
+    come from the info file beside the shards, or ``info_file`` (a path, URL
+    or ``pipe:`` command: a pattern of commands has none beside it), matched
+    by shard file name; a local shard it lists must exist with the size it
+    records. Without an info file every shard is read once now, to count it
+    and check each sample's label (classes are then the label numbers). Any
+    failure: one-line ``ShardError`` naming the shard.
     """
     remote_folder = _remote(spec) and ".tar" not in spec and "{" not in spec
     if remote_folder or os.path.isdir(spec):
-        base, info = spec, read_info(spec)
+        base, info = spec, _read_json(info_file) if info_file else read_info(spec)
         names = ((info or {}).get("splits", {}).get(split) or {}).get("filenames")
         if names is None and remote_folder:
             raise ShardError(f"{spec} has no info.json listing the {split} shards")
@@ -249,11 +276,14 @@ def find_shards(spec: str, split: str, named: bool = False) -> ShardSet:
         sources = [_join(base, name) for name in names]
     else:
         base = os.path.dirname(spec.split("::")[0])
-        info = None if spec.startswith("pipe:") or "::" in spec else read_info(base)
+        if info_file:
+            info = _read_json(info_file)
+        else:
+            info = None if spec.startswith("pipe:") or "::" in spec else read_info(base)
         listed = ((info or {}).get("splits", {}).get(split) or {}).get("filenames")
         if split == "train" or named:
             sources = expand(spec)
-        elif listed is not None:  # the info file beside the train shards lists them
+        elif listed is not None and not spec.startswith("pipe:"):  # beside the train shards
             sources = [_join(base, name) for name in listed]
         else:
             head, found, tail = spec.rpartition("train")
@@ -283,7 +313,7 @@ def _from_info(info: dict | None, split: str, sources: list[str]) -> ShardSet | 
     names, lengths = entry.get("filenames", []), entry.get("shard_lengths", [])
     known = dict(zip(names, lengths, strict=False))
     sizes = dict(zip(names, entry.get("shard_bytes", []), strict=False))
-    if not known or any(os.path.basename(s) not in known for s in sources):
+    if not known or any(_shard_name(s) not in known for s in sources):
         return None
     for source in sources:
         if _remote(source) or source.startswith("pipe:"):
@@ -298,7 +328,7 @@ def _from_info(info: dict | None, split: str, sources: list[str]) -> ShardSet | 
     classes = info.get("classes") or [str(i) for i in range(int(info.get("num_classes", 0)))]
     if not classes:
         return None  # labels only: count them by reading the shards
-    counts = tuple(int(known[os.path.basename(s)]) for s in sources)
+    counts = tuple(int(known[_shard_name(s)]) for s in sources)
     per_class = tuple(entry.get("per_class", ())) if len(sources) == len(names) else ()
     return ShardSet(tuple(sources), counts, tuple(classes), per_class)
 
@@ -320,53 +350,3 @@ def scan_shards(sources: list[str]) -> ShardSet:
     per_class = np.bincount(labels)
     return ShardSet(tuple(sources), tuple(counts), tuple(str(i) for i in range(len(per_class))),
                     tuple(per_class.tolist()))  # fmt: skip
-
-
-def write_shards(
-    root: str | Path, out: str | Path, *, per_shard: int = 1000, seed: int = 0
-) -> dict:
-    """Write image folder ``root`` (``train/``, ``val/``) as shards in ``out``; return the info.
-
-    ``out/train-00000.tar``, ... and ``val-00000.tar``, ..., ``per_shard``
-    samples each (the last one fewer), in a seeded random order so that
-    every shard mixes the classes (a sequential reader's buffer shuffle only
-    mixes nearby samples). A sample is ``<index>.jpg`` (the file's bytes as
-    they are: a JPEG under any of its endings; another format keeps its own
-    suffix, ``.png``, ``.webp``, ``.bmp``) and ``<index>.cls`` (the label);
-    ``index`` is the image's place in the folder's sorted listing. Then
-    ``out/info.json``: class names, and for each split the shard names,
-    samples per shard, bytes per shard and images per class. The same
-    folder and arguments give the same bytes.
-    """
-    if per_shard < 1:
-        raise ShardError(f"per_shard must be at least 1, got {per_shard}")
-    folder, out = scan_folder(root), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = {"name": folder.root.name, "classes": list(folder.classes), "splits": {}}
-    for number, split in enumerate(("train", "val")):
-        samples = getattr(folder, split)
-        order = np.random.default_rng([seed, number]).permutation(len(samples)).tolist()
-        entry = {"name": split, "num_samples": len(samples), "per_class": folder.per_class(split),
-                 "filenames": [], "shard_lengths": [], "shard_bytes": []}  # fmt: skip
-        for start in range(0, len(order), per_shard):
-            name = f"{split}-{start // per_shard:05d}.tar"
-            with tarfile.open(out / name, "w", format=tarfile.USTAR_FORMAT) as tar:
-                for index in order[start : start + per_shard]:
-                    path, label = samples[index]
-                    suffix = Path(path).suffix.lower().lstrip(".")
-                    suffix = "jpg" if suffix == "jpeg" else suffix
-                    _add(tar, f"{index:08d}.{suffix}", Path(path).read_bytes())
-                    _add(tar, f"{index:08d}.cls", str(label).encode())
-            entry["filenames"].append(name)
-            entry["shard_lengths"].append(len(order[start : start + per_shard]))
-            entry["shard_bytes"].append((out / name).stat().st_size)
-        info["splits"][split] = entry
-    (out / "info.json").write_text(json.dumps(info, indent=1) + "\n")
-    return info
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    """One member with fixed metadata (mode 0444, time 0), so the bytes are reproducible."""
-    member = tarfile.TarInfo(name)
-    member.size, member.mode, member.mtime = len(data), 0o444, 0
-    tar.addfile(member, io.BytesIO(data))
