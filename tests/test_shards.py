@@ -30,7 +30,7 @@ from deit.data.packing import SlotPool
 from deit.data.shard_loader import ShardLoader
 from deit.data.shard_order import epoch_plan
 from deit.data.shard_writer import write_shards
-from deit.data.shards import ShardError, expand, find_shards
+from deit.data.shards import ShardError, expand, find_shards, read_info_file
 from deit.data.stream import StreamLoader
 
 CLASSES = ("ant", "bee", "cat")
@@ -313,9 +313,10 @@ def test_an_info_file_named_apart_spares_the_counting_pass(shards, tmp_path, mon
 
     monkeypatch.setattr(module, "scan_shards", no_scan)
     info = f"pipe:cat {shards}/info.json"
-    train = find_shards(f"pipe:cat {shards}/train-{{00000..00007}}.tar", "train", info_file=info)
+    read = read_info_file(info)
+    train = find_shards(f"pipe:cat {shards}/train-{{00000..00007}}.tar", "train", info=read)
     val = find_shards(f"pipe:cat '{shards}/val-{{00000..00002}}.tar'", "val", named=True,
-                      info_file=info)  # fmt: skip
+                      info=read)  # fmt: skip
     assert train.classes == CLASSES and train.counts == (5,) * 7 + (1,)
     assert val.counts == (5, 5, 2)
     out = tmp_path / "run"
@@ -326,7 +327,7 @@ def test_an_info_file_named_apart_spares_the_counting_pass(shards, tmp_path, mon
     summary = json.loads((out / "summary.json").read_text())
     assert summary["train_set"]["images"] == 36 and summary["test_images"] == 12
     with pytest.raises(ShardError, match="is not valid JSON"):
-        find_shards(str(shards), "train", info_file=f"{shards}/train-00000.tar")
+        read_info_file(f"{shards}/train-00000.tar")
 
 
 def _copy(shards, tmp_path):

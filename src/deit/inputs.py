@@ -42,7 +42,7 @@ from deit.data import (
 )
 from deit.data.augment import dataset_stats
 from deit.data.shard_loader import ShardLoader
-from deit.data.shards import ShardSet, find_shards
+from deit.data.shards import ShardSet, find_shards, read_info_file
 from deit.data.stream import StreamLoader
 from deit.data.subsets import (
     balanced_subset,
@@ -297,8 +297,8 @@ def _shard_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     """
 
     def find() -> tuple[ShardSet, ShardSet]:
-        info = {"info_file": config.shard_info}  # "": the one beside the shards, if any
-        train = find_shards(config.data_dir, "train", **info)
+        info = {"info": read_info_file(config.shard_info) if config.shard_info else None}
+        train = find_shards(config.data_dir, "train", **info)  # None: the info file beside
         if config.val_shards:  # named apart: e.g. 50 val shards beside 1,282 train shards
             return train, find_shards(config.val_shards, "val", named=True, **info)
         return train, find_shards(config.data_dir, "val", **info)

@@ -222,7 +222,7 @@ def read_info(base: str) -> dict | None:
     return None
 
 
-def _read_json(source: str) -> dict:
+def read_info_file(source: str) -> dict:
     """The info file ``source`` names (a path, URL or ``pipe:`` command), read and parsed."""
     with open_source(source) as stream:
         text = stream.read()
@@ -249,7 +249,7 @@ def _shard_name(source: str) -> str:
     return os.path.basename(source)
 
 
-def find_shards(spec: str, split: str, named: bool = False, info_file: str = "") -> ShardSet:
+def find_shards(spec: str, split: str, named: bool = False, info: dict | None = None) -> ShardSet:
     """The shards of ``split`` ("train" or "val") that ``spec`` names, checked before any work.
 
     ``spec``: a folder or an ``http(s)://`` folder URL (the shards its info
@@ -258,8 +258,8 @@ def find_shards(spec: str, split: str, named: bool = False, info_file: str = "")
     whose ``val`` shards are those the info file beside them lists, else the
     same pattern with its last "train" read as "val"; ``named``: the pattern
     names this split's shards themselves (a run's ``val_shards``). Counts and classes
-    come from the info file beside the shards, or ``info_file`` (a path, URL
-    or ``pipe:`` command: a pattern of commands has none beside it), matched
+    come from the info file beside the shards, or ``info`` (one named apart,
+    :func:`read_info_file`: a pattern of commands has none beside it), matched
     by shard file name; a local shard it lists must exist with the size it
     records. Without an info file every shard is read once now, to count it
     and check each sample's label (classes are then the label numbers). Any
@@ -267,7 +267,7 @@ def find_shards(spec: str, split: str, named: bool = False, info_file: str = "")
     """
     remote_folder = _remote(spec) and ".tar" not in spec and "{" not in spec
     if remote_folder or os.path.isdir(spec):
-        base, info = spec, _read_json(info_file) if info_file else read_info(spec)
+        base, info = spec, info or read_info(spec)
         names = ((info or {}).get("splits", {}).get(split) or {}).get("filenames")
         if names is None and remote_folder:
             raise ShardError(f"{spec} has no info.json listing the {split} shards")
@@ -276,10 +276,8 @@ def find_shards(spec: str, split: str, named: bool = False, info_file: str = "")
         sources = [_join(base, name) for name in names]
     else:
         base = os.path.dirname(spec.split("::")[0])
-        if info_file:
-            info = _read_json(info_file)
-        else:
-            info = None if spec.startswith("pipe:") or "::" in spec else read_info(base)
+        if info is None and not (spec.startswith("pipe:") or "::" in spec):
+            info = read_info(base)
         listed = ((info or {}).get("splits", {}).get(split) or {}).get("filenames")
         if split == "train" or named:
             sources = expand(spec)
