@@ -17,8 +17,9 @@
 # folder/ and shards/.
 # DEVICE=cpu EPOCH_SETS="train_size=512 test_size=256" runs the same steps on a CPU, small:
 # the test suite does that (with LOADER_CHECK=0: step 4's script has its own dry-run tests,
-# tests/test_shards.py; and BENCH_MODELS without the 224 px student, whose bench on a CPU is
-# seconds of the same code) so the script cannot rot while no GPU is at hand. FOLDER_FLAGS,
+# tests/test_shards.py; and BENCH_MODELS with only the student that step 3 reads: the 224 px
+# student's and the teacher's rows are seconds of code that tests/test_bench.py runs) so the
+# script cannot rot while no GPU is at hand. FOLDER_FLAGS,
 # SHARD_FLAGS and LOADER_FLAGS replace step 4's export and check arguments, e.g.
 # FOLDER_FLAGS="--classes 2 --train-per-class 8 --val-per-class 2" SHARD_FLAGS="--per-shard 5"
 # LOADER_FLAGS="--workers 1 --batch 8 --size 64" for a quick run on a CPU.
