@@ -3,11 +3,10 @@
 import json
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
-from stop_and_resume import saved_step, wait_for_step
+from stop_and_resume import DeitProcess, saved_step, wait_for_step
 
 from deit.cli import main
 from deit.config import ConfigError, from_preset
@@ -151,21 +150,18 @@ def test_a_folder_run_stopped_then_killed_resumes_bit_identical(cifar_folder, tm
 
     common = [*TINY, "--epochs", "2", "--set", "workers=2", "--set", "checkpoint_every=3",
               "--set", "mixup=0.8", "--data-dir", str(cifar_folder)]  # fmt: skip
-    deit = [sys.executable, "-m", "deit", "train"]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
     # The uninterrupted run trains beside the one that is stopped (one thread each).
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    reference = subprocess.Popen([*deit, *common, "--out", str(whole)], **quiet)
+    reference = DeitProcess(["train", *common, "--out", str(whole)])
     try:
-        process = subprocess.Popen([*deit, *common, "--out", str(cut)], **quiet,
-                                   start_new_session=True)  # fmt: skip
+        process = DeitProcess(["train", *common, "--out", str(cut)], new_session=True)
         wait_for_step(cut, 3, process)
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(timeout=60) == 130, process.communicate()[1]
         assert "Traceback" not in process.communicate()[1]
         stopped_at = saved_step(cut)
         assert 3 <= stopped_at <= 12  # 8 steps an epoch, 16 in all
-        resumed = subprocess.Popen([*deit, "--resume", str(cut)], **quiet)
+        resumed = DeitProcess(["train", "--resume", str(cut)])
         wait_for_step(cut, stopped_at + 3, resumed)  # the resumed run's own checkpoint
         resumed.send_signal(signal.SIGKILL)
         resumed.wait(timeout=60)

@@ -1,12 +1,10 @@
 """Crash safety: a run killed at any moment and resumed ends bit-identical (students, teachers)."""
 
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
-from stop_and_resume import saved_step, wait_for_step
+from stop_and_resume import DeitProcess, saved_step, wait_for_step
 
 from deit.cli import main
 
@@ -27,8 +25,7 @@ TEACHER += ["--set", "whiten_bias_epochs=1", "--set", "threads=1"]
 
 
 def start(command, cifar_dir, *args):
-    line = [sys.executable, "-m", "deit", command, "--data-dir", str(cifar_dir), *args]
-    return subprocess.Popen(line, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return DeitProcess([command, "--data-dir", str(cifar_dir), *args])
 
 
 def assert_same(a, b):

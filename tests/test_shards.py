@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from stop_and_resume import saved_step, wait_for_step
+from stop_and_resume import DeitProcess, saved_step, wait_for_step
 
 from deit.cli import main
 from deit.data.export import main as export_main
@@ -493,11 +493,9 @@ def test_a_shard_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path):
     ends with the weights of the run that was never stopped."""
     common = [*TINY, "--epochs", "3", "--set", "workers=2", "--set", "checkpoint_every=1",
               "--set", "mixup=0.8", "--data-dir", str(shards)]  # fmt: skip
-    line = [sys.executable, "-m", "deit", "train", *common, "--out"]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
-    whole = subprocess.Popen([*line, str(tmp_path / "whole")], **quiet)
+    whole = DeitProcess(["train", *common, "--out", str(tmp_path / "whole")])
     cut = tmp_path / "cut"
-    process = subprocess.Popen([*line, str(cut)], **quiet)
+    process = DeitProcess(["train", *common, "--out", str(cut)])
     wait_for_step(cut, 5, process)  # inside the second epoch (4 steps an epoch)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
