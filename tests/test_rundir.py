@@ -5,10 +5,10 @@ import errno
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
+from stop_and_resume import DeitProcess
 
 from deit import checkpoint, inputs, rundir, trainer
 from deit.checkpoint import WriteError, save_checkpoint, write_atomic
@@ -221,17 +221,17 @@ def test_training_into_a_full_disk_stops_with_one_line(tmp_path, cifar_dir):
         pytest.skip("cannot mount a tmpfs here; the injected-error tests above cover the logic")
     try:
         out = disk / "run"
-        command = [sys.executable, "-m", "deit", "train", "--preset", "smoke", "--epochs", "2",
-                   "--set", "train_size=128", "--set", "test_size=64", "--data-dir", str(cifar_dir),
-                   "--out", str(out)]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        last = done.stderr.strip().splitlines()[-1].split("\r")[-1].strip()
-        assert done.returncode == 1, done.stderr
+        done = DeitProcess(["train", "--preset", "smoke", "--epochs", "2", "--set",
+                            "train_size=128", "--set", "test_size=64", "--data-dir",
+                            str(cifar_dir), "--out", str(out)])  # fmt: skip
+        _, stderr = done.communicate(timeout=300)
+        last = stderr.strip().splitlines()[-1].split("\r")[-1].strip()
+        assert done.returncode == 1, stderr
         assert last == (  # the first checkpoint does not fit: none is left, and it says so
             f"deit train: error: cannot write {out / 'checkpoint.pt'}: No space left on device; "
             "no checkpoint was written yet (--resume starts the run over)"
         )
-        assert leftovers(out) == [] and "Traceback" not in done.stderr
+        assert leftovers(out) == [] and "Traceback" not in stderr
     finally:
         subprocess.run(["umount", str(disk)], check=False)
 
