@@ -9,10 +9,12 @@ signalled, killed and waited for like ``subprocess.Popen``, whose methods it off
 
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -45,6 +47,7 @@ class DeitProcess:
 
     def __init__(self, args: list[str], new_session: bool = False) -> None:
         folder = Path(tempfile.mkdtemp(prefix="deit-process-"))
+        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
         self._out, self._err = folder / "stdout", folder / "stderr"
         self._process = _SERVER.Process(
             target=_run_deit, args=(list(args), str(self._out), str(self._err), new_session)
