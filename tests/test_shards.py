@@ -506,3 +506,30 @@ def test_a_shard_run_killed_mid_epoch_resumes_bit_identical(shards, tmp_path):
                      for d in (cut, tmp_path / "whole"))  # fmt: skip
     for key, value in first.items():
         assert torch.equal(value, second[key]), key
+
+
+def test_deit_data_describes_and_checks_shards(folder, shards, tmp_path, capsys):
+    assert main(["data", "--dataset", "shards", "--data-dir", str(shards), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["train"], report["val"]) == (36, 12)
+    assert (report["train_shards"], report["val_shards"]) == (8, 3)
+    assert report["classes"] == list(CLASSES) and report["train_per_class"] == [12, 12, 12]
+    root = tmp_path / "root"
+    shutil.copytree(folder, root)
+    (root / "train" / "bee" / "notes.jpg").write_text("not an image\n")
+    write_shards(root, tmp_path / "wds", per_shard=5)
+    args = ["data", "--dataset", "shards", "--data-dir", str(tmp_path / "wds")]
+    assert main([*args, "--check"]) == 2  # a file that does not decode: named
+    lines = capsys.readouterr().out.splitlines()
+    bad = [line for line in lines if line.startswith("bad: ")]
+    assert len(bad) == 1 and lines[-1] == "checked 49 images: 1 bad"
+    assert bad[0].startswith(f"bad: {tmp_path / 'wds'}/train-") and ".jpg: " in bad[0]
+    cut = tmp_path / "wds" / "val-00001.tar"
+    cut.write_bytes(cut.read_bytes()[:3000])
+    assert main(args) == 2  # a shard cut short: one line before anything is read
+    assert _last_line(capsys).startswith(f"deit data: error: shard {cut} is 3000 bytes")
+    from deit.data.report import _check_shard  # a shard cut short after it was counted
+
+    read, failures = _check_shard(str(cut))
+    assert read < 5 and failures == [(str(cut), failures[0][1])]
+    assert "is truncated" in failures[0][1]

@@ -235,13 +235,16 @@ def run_data(args: argparse.Namespace) -> int:
     bad = report.get("bad", [])
     if args.json:
         print(json.dumps(report))
-    elif report["dataset"] == "folder":
+    elif report["dataset"] in ("folder", "shards"):
         train, val = report["train_per_class"], report["val_per_class"]
-        print(f"folder {report['root']} (scanned in {report['scan_seconds']:.2f} s)")
+        print(f"{report['dataset']} {report['root']} (scanned in {report['scan_seconds']:.2f} s)")
+        shards = (f" in {report['train_shards']} and {report['val_shards']} shards"
+                  if report["dataset"] == "shards" else "")  # fmt: skip
         print(f"  {len(report['classes'])} classes, train {report['train']} images, "
-              f"val {report['val']}")  # fmt: skip
-        print(f"  train images per class: min {min(train)}, max {max(train)}")
-        print(f"  val images per class: min {min(val)}, max {max(val)}")
+              f"val {report['val']}{shards}")  # fmt: skip
+        for split, counts in (("train", train), ("val", val)):
+            if counts:  # an info file without counts per class gives none
+                print(f"  {split} images per class: min {min(counts)}, max {max(counts)}")
     else:
         seconds, classes = report["load_seconds"], len(report["classes"])
         print(f"{report['dataset']} at {report['root']} (loaded and checked in {seconds:.2f} s)")

@@ -299,7 +299,7 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
 def _data_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
-        help="find, verify and describe a data set (CIFAR or an image folder)",
+        help="find, verify and describe a data set (CIFAR, an image folder or shards)",
         description="cifar10/cifar100: load CIFAR (downloading it if allowed), check every "
         "file, and print where it was found, sizes, class balance and channel statistics. "
         "folder: list an image folder in the ImageNet / torchvision ImageFolder layout, "
@@ -307,19 +307,20 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
         "folder names of train/; images: .jpg .jpeg .png .webp .bmp in any case, also in "
         "subfolders of a class; hidden and other files are ignored), and print its classes "
         "and images per split; with --check decode every image and list those that fail "
-        "(exit status 2 when any does).",
+        "(exit status 2 when any does). shards: the same for WebDataset shards (--data-dir: "
+        "their folder, pattern or URL, as for training); --check reads every shard to its end.",
     )
     p.add_argument(
         "--dataset",
         default="cifar10",
-        choices=["cifar10", "cifar100", "folder"],
+        choices=["cifar10", "cifar100", "folder", "shards"],
         help="which data set (default: cifar10)",
     )
     p.add_argument(
         "--data-dir",
         metavar="DIR",
         help="CIFAR: folder holding cifar-10-batches-bin/ (or -py/), default $DEIT_DATA, else "
-        "~/.cache/deit; folder: the ROOT holding train/ and val/ (required)",
+        "~/.cache/deit; folder: the ROOT holding train/ and val/ (required); shards: theirs",
     )
     p.add_argument(
         "--no-download",
@@ -329,8 +330,8 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--check",
         action="store_true",
-        help="folder: decode every image in worker processes (progress on stderr), print each "
-        "that fails, exit 2 if any; CIFAR files are always checked when loaded",
+        help="folder, shards: decode every image in worker processes (progress on stderr), "
+        "print each that fails, exit 2 if any; CIFAR files are always checked when loaded",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

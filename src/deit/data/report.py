@@ -1,17 +1,25 @@
-"""A report on a data set (CIFAR or an image folder): where it was found, its sizes, balance.
+"""A report on a data set (CIFAR, an image folder or shards): where it was found, its sizes,
+balance, and with a check the files that do not decode.
 
 The library side of ``deit data``; the command prints what `describe` returns.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 import time
 from typing import Any
 
+from tqdm import tqdm
+
 from deit.data.cifar import load_cifar
+from deit.data.decode import decode_rgb
 from deit.data.folder import check_folder, scan_folder
 from deit.data.layout import DataError
+from deit.data.shards import ShardError, ShardSet, find_shards, read_shard
+from deit.hardware import usable_cores
 
 __all__ = ["describe"]
 
@@ -36,9 +44,16 @@ def describe(
     ``train_per_class``, ``val_per_class`` and ``scan_seconds``; with ``check`` every
     image is decoded (`check_folder`, a progress bar on stderr) and ``bad`` lists
     ``{"path", "reason"}`` of each that fails, with ``check_seconds``.
+
+    ``shards`` (``data_dir``: their folder, pattern or URL, see `find_shards`): the same
+    keys, and ``train_shards``, ``val_shards``; the counts per class when the info file
+    gives them, else empty lists. ``check`` reads every shard to its end and decodes every
+    image as training does; a shard cut short is listed under its own name.
     """
     if dataset.lower() == "folder":
         return _describe_folder(data_dir, check)
+    if dataset.lower() == "shards":
+        return _describe_shards(data_dir, check)
     start = time.perf_counter()
     data = load_cifar(dataset, data_dir, download=download)
     seconds = time.perf_counter() - start
@@ -81,3 +96,62 @@ def _describe_folder(root: str | os.PathLike[str] | None, check: bool) -> dict[s
         report["bad"] = [{"path": path, "reason": reason} for path, reason in bad]
         report["check_seconds"] = round(time.perf_counter() - start, 3)
     return report
+
+
+def _describe_shards(spec: str | os.PathLike[str] | None, check: bool) -> dict[str, Any]:
+    """`describe` for WebDataset shards."""
+    if spec is None:
+        raise DataError("--dataset shards needs --data-dir: the shards' folder, pattern or URL")
+    start = time.perf_counter()
+    train, val = find_shards(str(spec), "train"), find_shards(str(spec), "val")
+    report: dict[str, Any] = {
+        "dataset": "shards",
+        "root": str(spec),
+        "classes": list(train.classes),
+        "train": len(train),
+        "val": len(val),
+        "train_shards": len(train.sources),
+        "val_shards": len(val.sources),
+        "train_per_class": list(train.per_class),
+        "val_per_class": list(val.per_class),
+        "scan_seconds": round(time.perf_counter() - start, 3),
+    }
+    if check:
+        start = time.perf_counter()
+        bad = _check_shards(train, val)
+        report["bad"] = [{"path": path, "reason": reason} for path, reason in bad]
+        report["check_seconds"] = round(time.perf_counter() - start, 3)
+    return report
+
+
+def _check_shards(*splits: ShardSet) -> list[tuple[str, str]]:
+    """(name, reason) of every image of the shards that does not decode, and of every shard
+    that cannot be read to its end; the shards in worker processes (one per usable core)."""
+    sources = [source for split in splits for source in split.sources]
+    bar = tqdm(total=sum(len(split) for split in splits), desc="checking images", unit="img",
+               file=sys.stderr, mininterval=0.5, dynamic_ncols=True)  # fmt: skip
+    workers = min(usable_cores(), len(sources))
+    fork = "fork" in multiprocessing.get_all_start_methods()  # no second import of torch
+    with bar, multiprocessing.get_context("fork" if fork else None).Pool(workers) as pool:
+        bad = []
+        for read, failures in pool.imap(_check_shard, sources):
+            bar.update(read)
+            bad += failures
+        return bad
+
+
+def _check_shard(source: str) -> tuple[int, list[tuple[str, str]]]:
+    """(samples read, failures) of one shard (runs in a worker process)."""
+    read, failures = 0, []
+    try:
+        for name, data, _ in read_shard(source):
+            read += 1
+            try:
+                decode_rgb(data, name)
+            except DataError as err:
+                failures.append((name, str(err).removeprefix(f"cannot decode {name}: ")))
+            except Exception as err:  # any decoder failure: a broken file must not stop the check
+                failures.append((name, f"{type(err).__name__}: {err}"))
+    except ShardError as err:
+        failures.append((source, str(err)))
+    return read, failures
