@@ -12,7 +12,7 @@ import io
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,10 +244,20 @@ def _collect(
 
 def _failure(path: str) -> str | None:
     """Why ``path`` cannot be decoded, or None when it can (runs in a worker process)."""
+    return decode_failure(open_rgb, path)
+
+
+def decode_failure(decode: Callable[..., object], name: str, *args) -> str | None:
+    """Why ``decode(*args, name)`` fails for the image ``name``, or None when it does not.
+
+    For the checks of ``deit data --check`` (folders and shards): the reason
+    without the "cannot decode NAME: " that the caller prints beside the name;
+    any decoder failure is a reason, so that a broken file never stops a check.
+    """
     try:
-        open_rgb(path)
+        decode(*args, name)
     except DataError as err:
-        return str(err).removeprefix(f"cannot decode {path}: ")
-    except Exception as err:  # any other decoder failure: a broken file must not stop the check
+        return str(err).removeprefix(f"cannot decode {name}: ")
+    except Exception as err:
         return f"{type(err).__name__}: {err}"
     return None

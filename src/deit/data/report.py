@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from deit.data.cifar import load_cifar
 from deit.data.decode import decode_rgb
-from deit.data.folder import check_folder, scan_folder
+from deit.data.folder import check_folder, decode_failure, scan_folder
 from deit.data.layout import DataError
 from deit.data.shards import ShardError, ShardSet, find_shards, read_shard
 from deit.hardware import usable_cores
@@ -146,12 +146,8 @@ def _check_shard(source: str) -> tuple[int, list[tuple[str, str]]]:
     try:
         for name, data, _ in read_shard(source):
             read += 1
-            try:
-                decode_rgb(data, name)
-            except DataError as err:
-                failures.append((name, str(err).removeprefix(f"cannot decode {name}: ")))
-            except Exception as err:  # any decoder failure: a broken file must not stop the check
-                failures.append((name, f"{type(err).__name__}: {err}"))
+            if (reason := decode_failure(decode_rgb, name, data)) is not None:
+                failures.append((name, reason))
     except ShardError as err:
         failures.append((source, str(err)))
     return read, failures
