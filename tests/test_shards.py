@@ -30,7 +30,13 @@ from deit.data.packing import SlotPool
 from deit.data.shard_loader import ShardLoader
 from deit.data.shard_order import epoch_plan
 from deit.data.shard_writer import write_shards
-from deit.data.shards import ShardError, expand, find_shards, read_info_file
+from deit.data.shards import (
+    ShardError,
+    expand,
+    find_shard_splits,
+    find_shards,
+    read_info_file,
+)
 from deit.data.stream import StreamLoader
 
 CLASSES = ("ant", "bee", "cat")
@@ -328,6 +334,44 @@ def test_an_info_file_named_apart_spares_the_counting_pass(shards, tmp_path, mon
     assert summary["train_set"]["images"] == 36 and summary["test_images"] == 12
     with pytest.raises(ShardError, match="is not valid JSON"):
         read_info_file(f"{shards}/train-00000.tar")
+
+
+def test_deit_data_takes_the_val_shards_and_info_file_named_apart(shards, capsys, monkeypatch):
+    """deit data reads a pattern of commands as training does: --val-shards and --shard-info
+    are training's val_shards and shard_info settings; without them, training's error."""
+    from deit.data import shards as module
+
+    train = ["data", "--dataset", "shards",
+             "--data-dir", f"pipe:cat {shards}/train-{{00000..00007}}.tar"]  # fmt: skip
+    assert main(train) == 2
+    assert _last_line(capsys).endswith("name them with the val_shards setting)")
+
+    def no_scan(sources):
+        raise AssertionError("the shards were read to count them")
+
+    monkeypatch.setattr(module, "scan_shards", no_scan)
+    assert main([*train, "--val-shards", f"pipe:cat {shards}/val-{{00000..00002}}.tar",
+                 "--shard-info", f"pipe:cat {shards}/info.json", "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert (report["train"], report["val"]) == (36, 12)
+    assert (report["train_shards"], report["val_shards"]) == (8, 3)
+    assert report["classes"] == list(CLASSES) and report["val_per_class"] == [4, 4, 4]
+    assert main(["data", "--dataset", "folder", "--data-dir", str(shards),
+                 "--val-shards", str(shards)]) == 2  # fmt: skip
+    assert _last_line(capsys).endswith("they need --dataset shards, not folder")
+
+
+def test_val_shards_must_have_the_train_shards_classes(shards, tmp_path):
+    """Val shards named apart: counted ones (no info file: classes are label numbers) take the
+    train shards' names; an info file naming other classes is refused in one line."""
+    train, val = find_shard_splits(str(shards), f"pipe:cat {shards}/val-{{00000..00002}}.tar")
+    assert val.classes == train.classes == CLASSES and val.counts == (5, 5, 2)
+    other = _copy(shards, tmp_path)
+    info = json.loads((other / "info.json").read_text())
+    (other / "info.json").write_text(json.dumps(info | {"classes": ["x", "y", "z"]}))
+    with pytest.raises(ShardError, match=r"the val shards' classes \(3: x, y, z\) are not the "
+                       r"train shards' \(3: ant, bee, cat\)"):  # fmt: skip
+        find_shard_splits(str(shards), str(other))
 
 
 def _copy(shards, tmp_path):

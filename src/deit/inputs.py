@@ -42,7 +42,7 @@ from deit.data import (
 )
 from deit.data.augment import dataset_stats
 from deit.data.shard_loader import ShardLoader
-from deit.data.shards import ShardSet, find_shards, read_info_file
+from deit.data.shards import find_shard_splits
 from deit.data.stream import StreamLoader
 from deit.data.subsets import (
     balanced_subset,
@@ -296,18 +296,10 @@ def _shard_inputs(config: TrainConfig, world: World, mean, std) -> RunInputs:
     labels); the evaluation shards must use the same classes.
     """
 
-    def find() -> tuple[ShardSet, ShardSet]:
-        info = {"info": read_info_file(config.shard_info) if config.shard_info else None}
-        train = find_shards(config.data_dir, "train", **info)  # None: the info file beside
-        if config.val_shards:  # named apart: e.g. 50 val shards beside 1,282 train shards
-            return train, find_shards(config.val_shards, "val", named=True, **info)
-        return train, find_shards(config.data_dir, "val", **info)
-
     # Rank 0 reads the info file (or counts the shards), every rank uses what it found.
-    train_set, val_set = world.from_main(find)
-    if val_set.classes != train_set.classes[: len(val_set.classes)]:
-        raise DataError(f"{config.data_dir}: the val shards' classes are not the train shards'")
-    val_set = dataclasses.replace(val_set, classes=train_set.classes)
+    train_set, val_set = world.from_main(
+        lambda: find_shard_splits(config.data_dir, config.val_shards, config.shard_info)
+    )
     size, rrc = config.img_size, config.train_crop == "random_resized"
     common = {"size": size, "rank": world.rank, "world_size": world.world_size,
               "workers": workers(config), "device": world.device,

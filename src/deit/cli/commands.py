@@ -230,8 +230,9 @@ def run_export(args: argparse.Namespace) -> int:
 def run_data(args: argparse.Namespace) -> int:
     """``deit data``: find, describe and (with --check) verify a data set; 2 if a file is bad."""
     report = deit.data.describe(
-        args.dataset, args.data_dir, download=not args.no_download, check=args.check
-    )
+        args.dataset, args.data_dir, download=not args.no_download, check=args.check,
+        val_shards=args.val_shards or "", shard_info=args.shard_info or "",
+    )  # fmt: skip
     bad = report.get("bad", [])
     if args.json:
         print(json.dumps(report))

@@ -149,6 +149,18 @@ def data_parser(sub: argparse._SubParsersAction) -> None:
         help="CIFAR: fail instead of downloading the data set when it is not found",
     )
     p.add_argument(
+        "--val-shards",
+        metavar="SPEC",
+        help="shards: the val shards' folder, pattern or URL when --data-dir's pattern does not "
+        "imply them (as training's --set val_shards=SPEC)",
+    )
+    p.add_argument(
+        "--shard-info",
+        metavar="SOURCE",
+        help="shards: their info file (a path, URL or pipe: command) when none is beside them "
+        "(as training's --set shard_info=SOURCE); without one every shard is read to count it",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
         help="folder, shards: decode every image in worker processes (progress on stderr), "

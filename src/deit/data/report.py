@@ -18,7 +18,7 @@ from deit.data.cifar import load_cifar
 from deit.data.decode import decode_rgb
 from deit.data.folder import check_folder, decode_failure, scan_folder
 from deit.data.layout import DataError
-from deit.data.shards import ShardError, ShardSet, find_shards, read_shard
+from deit.data.shards import ShardError, ShardSet, find_shard_splits, read_shard
 from deit.hardware import usable_cores
 
 __all__ = ["describe"]
@@ -29,6 +29,8 @@ def describe(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     check: bool = False,
+    val_shards: str = "",
+    shard_info: str = "",
 ) -> dict[str, Any]:
     """Find a data set and report what was found, as a JSON-ready dict.
 
@@ -45,15 +47,19 @@ def describe(
     image is decoded (`check_folder`, a progress bar on stderr) and ``bad`` lists
     ``{"path", "reason"}`` of each that fails, with ``check_seconds``.
 
-    ``shards`` (``data_dir``: their folder, pattern or URL, see `find_shards`): the same
+    ``shards`` (``data_dir``: their folder, pattern or URL; ``val_shards`` and
+    ``shard_info`` as a run's settings of those names, see `find_shard_splits`): the same
     keys, and ``train_shards``, ``val_shards``; the counts per class when the info file
     gives them, else empty lists. ``check`` reads every shard to its end and decodes every
     image as training does; a shard cut short is listed under its own name.
     """
+    if dataset.lower() == "shards":
+        return _describe_shards(data_dir, check, val_shards, shard_info)
+    if val_shards or shard_info:
+        raise DataError(f"--val-shards and --shard-info are about shards: they need "
+                        f"--dataset shards, not {dataset}")  # fmt: skip
     if dataset.lower() == "folder":
         return _describe_folder(data_dir, check)
-    if dataset.lower() == "shards":
-        return _describe_shards(data_dir, check)
     start = time.perf_counter()
     data = load_cifar(dataset, data_dir, download=download)
     seconds = time.perf_counter() - start
@@ -98,12 +104,14 @@ def _describe_folder(root: str | os.PathLike[str] | None, check: bool) -> dict[s
     return report
 
 
-def _describe_shards(spec: str | os.PathLike[str] | None, check: bool) -> dict[str, Any]:
+def _describe_shards(
+    spec: str | os.PathLike[str] | None, check: bool, val_shards: str, shard_info: str
+) -> dict[str, Any]:
     """`describe` for WebDataset shards."""
     if spec is None:
         raise DataError("--dataset shards needs --data-dir: the shards' folder, pattern or URL")
     start = time.perf_counter()
-    train, val = find_shards(str(spec), "train"), find_shards(str(spec), "val")
+    train, val = find_shard_splits(str(spec), val_shards, shard_info)
     report: dict[str, Any] = {
         "dataset": "shards",
         "root": str(spec),

@@ -26,6 +26,7 @@ every failure as one line naming the shard. Shards written by webdataset's
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -295,6 +296,38 @@ def find_shards(spec: str, split: str, named: bool = False, info: dict | None = 
                                  f"last 'train' read as '{split}'; name them with the "
                                  f"val_shards setting)") from None  # fmt: skip
     return _counted(info, split, sources, spec)
+
+
+def find_shard_splits(
+    spec: str, val_shards: str = "", info_file: str = ""
+) -> tuple[ShardSet, ShardSet]:
+    """The train and val shards of a run (or of ``deit data``), as :func:`find_shards` finds them.
+
+    ``val_shards``: the val shards named apart (e.g. 50 val shards beside 1,282 train
+    shards), else those ``spec`` implies; ``info_file``: the info file named apart (a
+    path, URL or ``pipe:`` command), else the one beside the shards. The val shards
+    take the train shards' class names: one-line ``ShardError`` if an info file names
+    theirs otherwise, or if they hold a label beyond the train shards' classes.
+    """
+    info = read_info_file(info_file) if info_file else None
+    train = find_shards(spec, "train", info=info)
+    if val_shards:
+        val = find_shards(val_shards, "val", named=True, info=info)
+    else:
+        val = find_shards(spec, "val", info=info)
+    named = val.classes != tuple(str(i) for i in range(len(val.classes)))  # not just counted
+    if len(val.classes) > len(train.classes) or (
+        named and val.classes != train.classes[: len(val.classes)]
+    ):
+        raise ShardError(f"{val_shards or spec}: the val shards' classes ({_few(val.classes)}) "
+                         f"are not the train shards' ({_few(train.classes)})")  # fmt: skip
+    return train, dataclasses.replace(val, classes=train.classes)
+
+
+def _few(classes: tuple[str, ...]) -> str:
+    """A class list in a line: its count, and its first names."""
+    shown = ", ".join(classes[:3]) + (", ..." if len(classes) > 3 else "")
+    return f"{len(classes)}: {shown}"
 
 
 def _counted(info: dict | None, split: str, sources: list[str], spec: str) -> ShardSet:
