@@ -122,6 +122,50 @@ def test_a_finished_run_resumes_to_its_summary(tmp_path, monkeypatch):
     assert trainer.train(None, tmp_path / "run", resume=True) == {"test_top1": {"cls": 50.0}}
 
 
+def open_auto(out, config, derived=()):
+    return open_run(out, config, resume="auto", load_config=config_from_dict, free=FREE,
+                    command="deit train", derived=derived)  # fmt: skip
+
+
+def test_auto_resume_starts_a_run_or_continues_the_same_one(tmp_path):
+    """resume="auto": the same command run again (a torchrun restart, a requeued job)."""
+    smoke = from_preset("smoke")
+    run, config = open_auto(tmp_path / "run", smoke)
+    assert not run.resumed and config == smoke  # nothing there: a new run
+    a_run(tmp_path / "run", dataclasses.replace(smoke, epochs=7))  # settled from a budget
+    moved = dataclasses.replace(smoke, data_dir="/elsewhere")
+    with pytest.raises(ConfigError, match=r"--auto-resume continues .* cannot change epochs"):
+        open_auto(tmp_path / "run", moved)
+    run, config = open_auto(tmp_path / "run", moved, derived=("epochs",))
+    assert run.resumed and config == dataclasses.replace(smoke, epochs=7, data_dir="/elsewhere")
+    with pytest.raises(ConfigError, match=r"cannot change seed \(0 → 5\)"):
+        open_auto(tmp_path / "run", dataclasses.replace(smoke, seed=5), derived=("epochs",))
+
+
+def test_auto_resume_of_a_finished_run_settled_from_a_budget_is_its_summary(tmp_path, monkeypatch):
+    """The trainer names what it settles itself (epochs from budget_images, the subset's
+    fingerprint): the command's own config, unsettled, finds its run."""
+    given = dataclasses.replace(from_preset("smoke"), epochs=3, budget_images=20_000)
+    saved = dataclasses.replace(given, epochs=4, warmup_epochs=1.3, subset_sha256="ab12")
+    a_run(tmp_path / "run", saved)
+    (tmp_path / "run" / "summary.json").write_text('{"test_top1": {"cls": 50.0}}')
+    monkeypatch.setattr(inputs, "load_cifar", lambda *a, **k: pytest.fail("trained again"))
+    assert trainer.train(given, tmp_path / "run", resume="auto") == {"test_top1": {"cls": 50.0}}
+    with pytest.raises(ConfigError, match="cannot change subset_sha256"):  # named: checked
+        trainer.train(dataclasses.replace(given, subset_sha256="cd34"), tmp_path / "run",
+                      resume="auto")  # fmt: skip
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+def test_auto_resume_goes_with_out_alone(tmp_path, capsys, flag):
+    target = ["--out", str(tmp_path / "run")] if flag == "--overwrite" else []
+    code = main(["train", *target, flag, *([str(tmp_path)] if flag == "--resume" else []),
+                 "--auto-resume"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--auto-resume" in err
+    assert not (tmp_path / "run").exists()
+
+
 # ----------------------------------------------------------------------------- failed writes
 
 

@@ -408,9 +408,10 @@ def test_a_teacher_run_writes_the_run_directory(trained_run):
 def test_resumed_run_equals_the_uninterrupted_one(trained_run, tmp_path, cifar_dir):
     out, _ = trained_run
     config = TeacherConfig(data_dir=str(cifar_dir), **TINY_RUN)
-    partial = train_teacher(config, tmp_path, max_steps=5)  # stops inside epoch 1 (8 steps)
+    # Started and continued as a requeued job does: the same call, resume="auto".
+    partial = train_teacher(config, tmp_path, resume="auto", max_steps=5)  # inside epoch 1 (8)
     assert partial == {"finished": False, "step": 5, "total_steps": 16}
-    summary = train_teacher(None, tmp_path, resume=True)
+    summary = train_teacher(config, tmp_path, resume="auto")
     full = torch.load(out / "checkpoint.pt", weights_only=True)
     resumed = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     for key, value in full["model"].items():

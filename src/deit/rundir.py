@@ -14,7 +14,9 @@ The rules, enforced here for every kind of run:
 
 - a directory that already holds a run is never written over: a new run there
   is refused before any work (``overwrite=True`` deletes the old run's files
-  first), and ``resume`` continues it instead;
+  first), and ``resume`` continues it instead; ``resume="auto"`` starts the
+  run, or continues it if the directory holds it already (the same command
+  run again: a torchrun restart, a requeued job);
 - on resume the saved config wins: settings that only say where the data is
   or how many threads to use may change, anything that would change the run
   is refused by name;
@@ -127,6 +129,7 @@ class RunDir:
     ):
         self.path, self.resume_command, self.writer = Path(path), resume_command, writer
         self.overwrite = overwrite
+        self.resumed = False  # set by open_run: this process continues a run started before
         self.started = time.perf_counter()
         self.wall_before = 0.0
 
@@ -177,6 +180,12 @@ class RunDir:
         with self._writing():
             write_atomic(self.file("config.json"), _json_bytes(dataclasses.asdict(config)))
             write_atomic(self.file("metrics.jsonl"), b"")
+
+    def say_resumed(self, step: int, total: int) -> None:
+        """One line on stdout (from the writing process) saying where the run continues: with
+        ``--auto-resume`` nothing else tells a continued run from a new one."""
+        if self.writer:
+            print(f"resuming the run in {self.path} at step {step:,} of {total:,}", flush=True)
 
     def read_json(self, name: str) -> dict[str, Any]:
         """A JSON file of the run (its config or summary)."""
@@ -253,12 +262,13 @@ def open_run(
     out: str | Path,
     config: C | dict[str, Any] | None,
     *,
-    resume: bool,
+    resume: bool | str,
     overwrite: bool = False,
     load_config: Callable[[dict[str, Any]], C],
     free: Iterable[str],
     command: str,
     writer: bool = True,
+    derived: Iterable[str] = (),
 ) -> tuple[RunDir, C]:
     """Apply the run rules to ``out``; return the run directory and the config to run.
 
@@ -272,9 +282,27 @@ def open_run(
     resumes to nothing: the caller returns its summary. ``load_config`` turns saved JSON into a
     validated config. ``command`` (``deit train``) is what the messages tell
     the user to run.
+
+    ``resume="auto"`` (a command that may run again as it is: a torchrun
+    restart, a requeued job) resumes when ``out`` holds a ``config.json``,
+    else starts: the full ``config`` then must equal the saved one but for
+    the ``free`` fields and the ``derived`` ones (those the run settles from
+    its data, e.g. epochs from an image budget, which the saved config holds
+    settled). :attr:`RunDir.resumed` says which it was.
     """
     run = RunDir(out, command, writer, overwrite)
     path = run.path
+    if resume == "auto" and overwrite:
+        raise ConfigError("--auto-resume continues the run in --out and --overwrite replaces it: "
+                          "give one of them")  # fmt: skip
+    if resume == "auto":
+        if not (path / "config.json").is_file():
+            resume = False
+        else:
+            saved = load_config(run.read_json("config.json"))
+            given = dataclasses.asdict(config) | {k: getattr(saved, k) for k in derived}
+            run.resumed = True
+            return run, _merge_resumed(saved, given, set(free), path, "--auto-resume")
     if not resume:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {path} is a file, not a directory")
@@ -287,10 +315,13 @@ def open_run(
     if not (path / "config.json").is_file():
         raise ConfigError(f"{path} holds no run to resume (no config.json there)")
     saved = load_config(run.read_json("config.json"))
-    return run, _merge_resumed(saved, config, set(free), path)
+    run.resumed = True
+    return run, _merge_resumed(saved, config, set(free), path, "--resume")
 
 
-def _merge_resumed(saved: C, given: C | dict[str, Any] | None, free: set[str], path: Path) -> C:
+def _merge_resumed(
+    saved: C, given: C | dict[str, Any] | None, free: set[str], path: Path, flag: str
+) -> C:
     """``saved`` with the ``free`` fields of ``given`` applied; other changes refused."""
     if given is None:
         return saved
@@ -304,7 +335,7 @@ def _merge_resumed(saved: C, given: C | dict[str, Any] | None, free: set[str], p
     refused = [f"{k} ({getattr(saved, k)!r} → {v!r})" for k, v in changed.items() if k not in free]
     if refused:
         raise ConfigError(
-            f"--resume continues {path} with its saved config; it cannot change "
+            f"{flag} continues {path} with its saved config; it cannot change "
             f"{', '.join(refused)}. Start a new run with another --out instead"
         )
     return dataclasses.replace(saved, **changed)

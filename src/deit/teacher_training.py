@@ -72,7 +72,7 @@ def _zero_sums() -> dict[str, float]:
 def train_teacher(
     config: TeacherConfig | dict | None,
     out: str | Path,
-    resume: bool = False,
+    resume: bool | str = False,
     command: list[str] | None = None,
     max_steps: int | None = None,
     *,
@@ -86,12 +86,15 @@ def train_teacher(
     run continues bit-exactly from ``out/checkpoint.pt`` with its saved
     config (``config``: None, or changes of threads, data location,
     checkpoint or TTA frequency only; the same thread count keeps it
-    bit-exact); a finished run returns its summary. ``max_steps`` stops after
+    bit-exact); a finished run returns its summary. ``resume="auto"`` starts
+    the run, or resumes it if ``out`` holds it already (``config`` then must
+    be the saved one but for those settings): a command that runs again as it
+    is, after a requeued job. ``max_steps`` stops after
     that many steps in all, checkpoint written, and returns
     ``{"finished": False, ...}``: a long run can be split across sessions.
     The teacher trains on ``config.device`` (``auto``: the GPU if there is one).
     """
-    if not resume:
+    if resume is not True:
         config = validate_teacher_config(config, images=_whole_folder(config))
     run, config = open_run(
         out, config, resume=resume, overwrite=overwrite, load_config=config_from_dict,
@@ -103,7 +106,7 @@ def train_teacher(
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(config, run, resume, command, max_steps)
+        return _train(config, run, run.resumed, command, max_steps)
     finally:
         torch.set_num_threads(threads)
 
@@ -125,6 +128,7 @@ def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> di
         step, sums, train_seconds = state["step"], dict(state["epoch_sums"]), state["train_seconds"]
     if resume:
         record = run.keep_metrics(step // per_epoch)
+        run.say_resumed(step, total)
     else:
         run.create(config)
     run.restore_clock(state)

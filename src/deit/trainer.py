@@ -160,7 +160,7 @@ def train(
     config: TrainConfig | dict | None,
     out: str | Path,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     overwrite: bool = False,
     command: list[str] | None = None,
 ) -> dict:
@@ -185,17 +185,23 @@ def train(
     changes of the data location, threads or checkpoint frequency only), on
     the same trajectory: a run killed at any moment and resumed ends with the
     same weights as one never interrupted (same machine and thread count).
+    ``resume="auto"`` starts the run, or resumes it if ``out`` holds it
+    already, for a command that runs again as it is (a torchrun restart, a
+    requeued job): ``config`` must then be the saved one but for those same
+    free settings, or what the run settled itself (epochs from
+    ``budget_images``, the subset's fingerprint).
 
     Under torchrun every rank trains on its shard of each global batch of
     ``batch_size × world size`` images (the learning rate follows the global
     batch), its teacher labels its own shard, the metrics are summed over
     ranks, and only rank 0 writes files and shows progress.
     """
-    if not resume:
+    if resume is not True:
         config = validate(config)
     run, config = open_run(
         out, config, resume=resume, overwrite=overwrite, load_config=config_from_dict,
         free=FREE_ON_RESUME, command="deit train", writer=is_main_process(),
+        derived=_settled_fields(config) if resume == "auto" else (),
     )  # fmt: skip
     if run.finished:
         return run.read_json("summary.json")
@@ -203,9 +209,19 @@ def train(
     torch.set_num_threads(config.threads or threads)
     try:
         with session(config.device) as world, using_cpu_linear(config.cpu_linear):
-            return _train(config, run, resume, command, world)
+            return _train(config, run, run.resumed, command, world)
     finally:
         torch.set_num_threads(threads)  # the caller's own count back (a notebook, a test)
+
+
+def _settled_fields(config: TrainConfig) -> tuple[str, ...]:
+    """The fields :func:`~deit.inputs.settle` sets from the data, which ``config`` (as a command
+    gives it) holds unsettled: the saved config of its run holds them settled."""
+    budgeted = ("epochs", "warmup_epochs", "eval_every", "img_size_schedule",
+                "token_keep_schedule")  # fmt: skip
+    return (budgeted if config.budget_images else ()) + (
+        () if config.subset_sha256 else ("subset_sha256",)
+    )
 
 
 def _evaluate_all(model, inputs: RunInputs, world: World, **kwargs) -> tuple[dict, int]:
@@ -284,6 +300,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
         step, partial = _restore(parts, state, config, world)
     if resume:
         record = run.keep_metrics(step // steps)
+        run.say_resumed(step, total)
     else:
         run.create(config)
     run.restore_clock(state)

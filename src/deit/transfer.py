@@ -52,6 +52,7 @@ def finetune(
     patch_size: int | None = None,
     num_classes: int | None = None,
     overwrite: bool = False,
+    resume: bool | str = False,
     command: list[str] | None = None,
 ) -> dict:
     """Fine-tune the student in ``checkpoint`` at ``img_size`` into run directory ``out``.
@@ -61,8 +62,12 @@ def finetune(
     checkpoint (:func:`finetune_config`). ``num_classes``, when given, must be
     the data set's: the heads are sized for the data. Returns the run's
     summary, as :func:`deit.train` does; an interrupted fine-tuning continues
-    with ``deit.train(None, out, resume=True)``.
+    with ``deit.train(None, out, resume=True)``, or with this same call given
+    ``resume="auto"`` (which starts the run, or resumes it if ``out`` holds it).
     """
+    if resume is True:
+        raise ConfigError("finetune(resume=True): continue a fine-tuning run with "
+                          "deit.train(None, out, resume=True), or pass resume='auto'")  # fmt: skip
     config = finetune_config(recipe or from_preset("smoke"), checkpoint, img_size, patch_size)
     if config.dataset == "folder":
         classes = scan_folder(config.data_dir).num_classes
@@ -70,4 +75,4 @@ def finetune(
         classes = dataset_classes(config.dataset)
     if num_classes is not None and num_classes != classes:
         raise ConfigError(f"num_classes {num_classes}: {config.dataset} has {classes} classes")
-    return train(config, out, overwrite=overwrite, command=command)
+    return train(config, out, resume=resume, overwrite=overwrite, command=command)

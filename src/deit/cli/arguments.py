@@ -53,6 +53,12 @@ def add_run_args(parser: argparse.ArgumentParser, epochs_help: str) -> None:
         action="store_true",
         help="replace the run already in --out (without it, a run there is never overwritten)",
     )
+    parser.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="with --out: continue the run there if this same command started it (a torchrun "
+        "restart, a requeued job), else start it; other settings than --resume allows refused",
+    )
     parser.add_argument("--epochs", type=int, help=epochs_help)
     parser.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
     parser.add_argument(

@@ -56,9 +56,26 @@ def _flags_checked():
         raise
 
 
+def _check_auto_resume(args: argparse.Namespace) -> None:
+    """--auto-resume names no directory: it goes with --out, and not with --overwrite."""
+    with _flags_checked():
+        if args.auto_resume and args.resume:
+            raise ConfigError("--auto-resume goes with --out DIR (it resumes the run there if "
+                              "there is one); --resume DIR resumes DIR already")  # fmt: skip
+        if args.auto_resume and args.overwrite:
+            raise ConfigError("--auto-resume continues the run in --out and --overwrite "
+                              "replaces it: give one of them")  # fmt: skip
+
+
+def _auto(args: argparse.Namespace) -> bool | str:
+    """The ``resume`` argument of a run started with --out: "auto" with --auto-resume."""
+    return "auto" if args.auto_resume else False
+
+
 def _train_or_resume(args: argparse.Namespace, start) -> int:
     """``--resume DIR`` continues a student run; else ``start(config)`` begins one in --out."""
     given = _given(args, "student", "distillation", "teacher", "epochs", "seed")
+    _check_auto_resume(args)
     if args.resume:
         with _flags_checked():
             changes = given | parse_overrides(TrainConfig, args.overrides)
@@ -73,7 +90,8 @@ def run_train(args: argparse.Namespace) -> int:
     """``deit train``: the preset with flags and overrides, trained (or resumed)."""
 
     def start(config: TrainConfig) -> dict:
-        return deit.train(config, args.out, overwrite=args.overwrite, command=_command())
+        return deit.train(config, args.out, resume=_auto(args), overwrite=args.overwrite,
+                          command=_command())  # fmt: skip
 
     return _train_or_resume(args, start)
 
@@ -87,7 +105,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     def start(recipe: TrainConfig) -> dict:
         return deit.finetune(
             args.checkpoint, args.img_size, args.out, recipe=recipe, patch_size=args.patch_size,
-            num_classes=args.num_classes, overwrite=args.overwrite, command=_command(),
+            num_classes=args.num_classes, overwrite=args.overwrite, resume=_auto(args),
+            command=_command(),
         )  # fmt: skip
 
     return _train_or_resume(args, start)
@@ -100,11 +119,13 @@ def run_teacher(args: argparse.Namespace) -> int:
     changes = _given(args, "arch", "epochs", "seed") | parse_overrides(
         TeacherConfig, args.overrides
     )
+    _check_auto_resume(args)
     if args.resume:
         summary = deit.train_teacher(changes, args.resume, resume=True, command=_command())
     else:
         config = deit.TeacherConfig(**changes)
-        summary = deit.train_teacher(config, args.out, command=_command(), overwrite=args.overwrite)
+        summary = deit.train_teacher(config, args.out, resume=_auto(args), command=_command(),
+                                     overwrite=args.overwrite)  # fmt: skip
     print(
         f"done: {summary['evaluated_on']} top-1 ({summary['test_images']:,} images) "
         f"{summary['test_top1']:.2f}% ({summary['test_top1_tta']:.2f}% with test-time "
