@@ -71,7 +71,7 @@ def test_a_run_killed_then_stopped_and_resumed_twice_ends_bit_identical(cifar_di
         stop(start("train", cifar_dir, "--resume", str(out)), out, killed_at + 3, signal.SIGTERM)
         assert killed_at + 3 <= saved_step(out) < 24
         # The last resume in-process (the CLI's own code, without a third start of torch), as a
-        # requeued job or a torchrun restart does it: the first command again, --auto-resume.
+        # requeued job does it: the first command again, --auto-resume.
         again = ["train", "--data-dir", str(cifar_dir), "--out", str(out), *TINY]
         assert main([*again, "--auto-resume"]) == 0
         assert reference.wait(timeout=300) == 0, reference.communicate()[1]

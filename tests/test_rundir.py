@@ -128,7 +128,7 @@ def open_auto(out, config, derived=()):
 
 
 def test_auto_resume_starts_a_run_or_continues_the_same_one(tmp_path):
-    """resume="auto": the same command run again (a torchrun restart, a requeued job)."""
+    """resume="auto": the same command run again (a requeued job, a relaunched torchrun job)."""
     smoke = from_preset("smoke")
     run, config = open_auto(tmp_path / "run", smoke)
     assert not run.resumed and config == smoke  # nothing there: a new run

@@ -16,7 +16,7 @@ The rules, enforced here for every kind of run:
   is refused before any work (``overwrite=True`` deletes the old run's files
   first), and ``resume`` continues it instead; ``resume="auto"`` starts the
   run, or continues it if the directory holds it already (the same command
-  run again: a torchrun restart, a requeued job);
+  run again: a relaunched torchrun job, a requeued job);
 - on resume the saved config wins: settings that only say where the data is
   or how many threads to use may change, anything that would change the run
   is refused by name;

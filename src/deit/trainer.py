@@ -186,7 +186,7 @@ def train(
     the same trajectory: a run killed at any moment and resumed ends with the
     same weights as one never interrupted (same machine and thread count).
     ``resume="auto"`` starts the run, or resumes it if ``out`` holds it
-    already, for a command that runs again as it is (a torchrun restart, a
+    already, for a command that runs again as it is (a relaunched torchrun job, a
     requeued job): ``config`` must then be the saved one but for those same
     free settings, or what the run settled itself (epochs from
     ``budget_images``, the subset's fingerprint).

@@ -56,8 +56,9 @@ def add_run_args(parser: argparse.ArgumentParser, epochs_help: str) -> None:
     parser.add_argument(
         "--auto-resume",
         action="store_true",
-        help="with --out: continue the run there if this same command started it (a torchrun "
-        "restart, a requeued job), else start it; other settings than --resume allows refused",
+        help="with --out: continue the run there if this same command started it (a relaunched "
+        "torchrun job, a requeued job), else start it; settings --resume may not change are "
+        "refused",
     )
     parser.add_argument("--epochs", type=int, help=epochs_help)
     parser.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
