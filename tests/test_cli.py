@@ -105,7 +105,7 @@ def test_eval_of_a_student_checkpoint_reports_every_head(cifar_dir, tmp_path, ca
             "--set", "test_size=64", "--student", "deit_nano_distilled_patch8_32"]  # fmt: skip
     assert main(["train", "--preset", "smoke", "--out", str(out), *args]) == 0
     capsys.readouterr()
-    args = ["eval", "--checkpoint", str(out / "checkpoint.pt"), "--data-dir", str(cifar_dir)]
+    args = ["eval", "--checkpoint", str(out), "--data-dir", str(cifar_dir)]  # the run directory
     assert main([*args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "student" and set(report["heads"]) == {"cls", "dist", "avg"}
@@ -114,7 +114,11 @@ def test_eval_of_a_student_checkpoint_reports_every_head(cifar_dir, tmp_path, ca
 
 @pytest.mark.parametrize(
     "checkpoint, message",
-    [("missing.pt", "no checkpoint at"), ("README.md", "not a PyTorch checkpoint")],
+    [
+        ("missing.pt", "no checkpoint at"),
+        ("README.md", "not a PyTorch checkpoint"),
+        ("docs", "docs holds no checkpoint.pt (not a run directory)"),
+    ],
 )
 def test_eval_errors_are_one_clear_line(capsys, checkpoint, message):
     assert main(["eval", "--checkpoint", str(RESULTS.parent / checkpoint)]) == 2

@@ -116,8 +116,8 @@ def test_deit_finetune_takes_an_own_checkpoint_to_48_px(cifar_dir, tmp_path):
     # Patch 8: at 48 px 36 tokens, not 144, for the evaluation on the whole test set below.
     assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "a"), "--epochs", "1",
                  "--student", "deit_nano_distilled_patch8_32", *tiny, *data]) == 0  # fmt: skip
-    source = tmp_path / "a" / "checkpoint.pt"
-    args = ["finetune", "--checkpoint", str(source), "--img-size", "48", "--epochs", "1"]
+    source = tmp_path / "a" / "checkpoint.pt"  # named by its run directory
+    args = ["finetune", "--checkpoint", str(tmp_path / "a"), "--img-size", "48", "--epochs", "1"]
     assert main([*args, "--out", str(tmp_path / "b"), "--distillation", "hard", *tiny, *data]) == 0
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert config["student"] == "deit_nano_distilled_patch8_48"  # the source's size and patch

@@ -79,6 +79,20 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     write_atomic(path, buffer.getbuffer())
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint ``path`` names: a run directory's ``checkpoint.pt``, else ``path`` itself.
+
+    Every command that reads a trained model takes a run directory as well as
+    its checkpoint file; a directory without one is a one-line ``CheckpointError``.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / "checkpoint.pt").is_file():
+            raise CheckpointError(f"{path} holds no checkpoint.pt (not a run directory)")
+        return path / "checkpoint.pt"
+    return path
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, tensors and plain data only.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deit import engine
-from deit.checkpoint import load_checkpoint
+from deit.checkpoint import checkpoint_file, load_checkpoint
 from deit.config import TrainConfig, config_from_dict
 from deit.data import load_cifar, scan_folder
 from deit.decode_once import decode_all
@@ -51,7 +51,7 @@ def rebuild_student(payload: dict[str, Any], source: str) -> tuple[VisionTransfo
 
 def load_student(checkpoint: str | Path) -> tuple[VisionTransformer, TrainConfig]:
     """The student of a ``deit train``/``deit finetune`` checkpoint, and its config."""
-    payload = _student_payload(Path(checkpoint))
+    payload = _student_payload(checkpoint_file(checkpoint))
     if payload is None:
         raise CheckpointError(f"{checkpoint} is not a student checkpoint of deit train")
     return rebuild_student(payload, str(checkpoint))
@@ -81,7 +81,7 @@ def evaluate(
     tta: bool = False,
     download: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a student or teacher checkpoint on the test set of its data set.
+    """Evaluate a student or teacher checkpoint (or run directory) on the test set of its data.
 
     Returns ``{"checkpoint", "kind", "top1", "heads", "images"}``: ``top1``
     (percent) is the model's default prediction (a distilled student's head
@@ -92,10 +92,10 @@ def evaluate(
     test split or an image folder's ``val/``, found in ``data_dir`` if given,
     else where the run found it.
     """
-    path = Path(checkpoint)
+    path = checkpoint_file(checkpoint)  # a shipped teacher's name stays as it is
     payload = _student_payload(path)
     if payload is None:
-        teacher = load_teacher(checkpoint)
+        teacher = load_teacher(path)
         images, labels = _teacher_test_set(path, teacher, data_dir, download)
         top1 = evaluate_teacher(teacher, images, labels, tta=tta)
         return {

@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from deit import hub
-from deit.checkpoint import CheckpointError, load_checkpoint
+from deit.checkpoint import CheckpointError, checkpoint_file, load_checkpoint
 from deit.config import ConfigError, TrainConfig
 from deit.data import IMAGE_EXTENSIONS, DataError, load_cifar, open_rgb
 from deit.data.augment import dataset_stats, normalize, resize
@@ -170,12 +170,7 @@ def _official_student(path: Path, payload: Any):
 
 def _resolve(checkpoint: str | os.PathLike[str], download: bool) -> Path:
     """The checkpoint file that ``checkpoint`` (file, run directory or official name) means."""
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-        if not path.is_file():
-            raise CheckpointError(f"{checkpoint} holds no checkpoint.pt (not a run directory)")
-        return path
+    path = checkpoint_file(checkpoint)
     if path.is_file():
         return path
     if str(checkpoint) in SHIPPED_TEACHERS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from deit.checkpoint import checkpoint_file
 from deit.config import ConfigError, TrainConfig, from_preset, validate
 from deit.data import dataset_classes, scan_folder
 from deit.pretrained import read_pretrained, student_name
@@ -25,7 +26,9 @@ def finetune_config(
 
     The student takes the checkpoint's architecture; it trains at ``img_size``
     throughout (a low-resolution start belongs to training from scratch).
+    ``checkpoint`` may be a run directory: its ``checkpoint.pt``.
     """
+    checkpoint = checkpoint_file(checkpoint)  # an official name stays as it is
     _, arch = read_pretrained(checkpoint)
     patch_size = patch_size or arch["patch_size"]
     if img_size % patch_size:

@@ -60,7 +60,11 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
         "images are upsampled to the model's size on the fly (the teacher keeps its own). "
         "Same run directory, recipe flags and --resume as deit train.",
     )
-    p.add_argument("--checkpoint", help="weights to start from (a .pt file)")
+    p.add_argument(
+        "--checkpoint", metavar="RUN_DIR|FILE|NAME",
+        help="weights to start from: a deit train run directory or checkpoint, an official DeiT "
+        "checkpoint file or name",
+    )  # fmt: skip
     p.add_argument("--img-size", type=int, help="the fine-tuned model's input size, e.g. 48")
     p.add_argument("--patch-size", type=int, help="new patch size (default: the checkpoint's)")
     p.add_argument(

@@ -20,7 +20,10 @@ def attention_parser(sub: argparse._SubParsersAction) -> None:
         "image, with the predictions of every head and of the teacher as captions. Needs "
         "matplotlib (pip install 'deit[plots]').",
     )
-    p.add_argument("--checkpoint", required=True, help="a deit train/finetune checkpoint")
+    p.add_argument(
+        "--checkpoint", required=True, metavar="RUN_DIR|FILE",
+        help="a deit train/finetune run directory or its checkpoint",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--images", type=int, default=8, help="number of test images (default 8)")
     add_data_args(p)
@@ -31,10 +34,11 @@ def eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="test accuracy of a student or teacher checkpoint",
-        description="Evaluate a checkpoint written by deit train or deit teacher, an exported "
-        ".safetensors teacher, or a shipped teacher name (cifar10-teacher), on the test set.",
+        description="Evaluate a run directory or checkpoint written by deit train, finetune or "
+        "teacher, an exported .safetensors teacher, or a shipped teacher name (cifar10-teacher), "
+        "on the whole test set of its data set (an image folder's val/, the val shards).",
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH_OR_NAME")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR|FILE|NAME")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (teachers)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_data_args(p)
