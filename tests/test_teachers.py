@@ -94,7 +94,10 @@ def test_model_from_spec_rebuilds_the_architecture_and_its_inputs():
 
 def test_teacher_accuracy_on_student_tensors_equals_native_accuracy(trained_run):
     out, cifar10 = trained_run
-    model = load_teacher(out / "checkpoint.pt")
+    model = load_teacher(out)  # the run directory: its checkpoint.pt
+    assert teacher_spec(model) == teacher_spec(load_teacher(out / "checkpoint.pt"))
+    with pytest.raises(CheckpointError, match="holds no checkpoint.pt"):
+        load_teacher(out.parent)
     images, labels = cifar10.test_images[:500], cifar10.test_labels[:500]
     native = evaluate_teacher(model, images, labels)
     teacher = Teacher(model, input_mean=STUDENT_MEAN, input_std=STUDENT_STD)

@@ -44,7 +44,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--teacher",
-        help="shipped teacher name or checkpoint path (default: cifar10-teacher)",
+        help="shipped teacher name, checkpoint or deit teacher run directory "
+        "(default: cifar10-teacher)",
     )
     add_run_args(p, "number of epochs (overrides the preset)")
 
@@ -76,7 +77,9 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--distillation", choices=["none", "soft", "hard"], help="loss (default: the preset's)"
     )
-    p.add_argument("--teacher", help="shipped teacher name or checkpoint path")
+    p.add_argument(
+        "--teacher", help="shipped teacher name, checkpoint or deit teacher run directory"
+    )
     add_run_args(p, "number of epochs (overrides the preset)")
 
 

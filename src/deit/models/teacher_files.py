@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deit.checkpoint import CheckpointError, load_checkpoint
+from deit.checkpoint import CheckpointError, checkpoint_file, load_checkpoint
 from deit.models.cnn import TEACHER_ARCHS, model_from_spec, teacher_spec
 from deit.models.state_dicts import head_classes, load_weights
 from deit.models.teachers import Teacher
@@ -124,7 +124,7 @@ def load_teacher(
     """Load a trained teacher, in eval mode, carrying its normalisation and resolution.
 
     Accepts a shipped name (``cifar10-teacher``), a checkpoint written by
-    ``train_teacher`` (``.pt``, read with ``weights_only=True``), a
+    ``train_teacher`` (``.pt``, read with ``weights_only=True``) or its run directory, a
     ``.safetensors`` file with the metadata ``export_teacher`` writes, or a
     bare state dict (a public CIFAR-10 ResNet-18 checkpoint, a torchvision
     ResNet with ``arch="tv_resnet50"``; plain, under ``model``/``state_dict``,
@@ -142,11 +142,11 @@ def load_teacher(
     if str(name_or_path) in SHIPPED_TEACHERS:
         path = _shipped_path(str(name_or_path))
     else:
-        path = Path(name_or_path).expanduser()
+        path = checkpoint_file(name_or_path)  # a deit teacher run directory: its checkpoint
         if not path.is_file():
             raise FileNotFoundError(
-                f"no teacher checkpoint at {path}; give a checkpoint file or one of the "
-                f"shipped names {list(SHIPPED_TEACHERS)}"
+                f"no teacher checkpoint at {path}; give a checkpoint file, a run directory or "
+                f"one of the shipped names {list(SHIPPED_TEACHERS)}"
             )
     if is_timm_arch(arch):
         return load_timm_teacher(path, arch, classes, **overrides)
