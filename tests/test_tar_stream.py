@@ -105,3 +105,32 @@ def test_a_pax_size_record_gives_the_next_members_size():
     archive += member.tobuf(tarfile.USTAR_FORMAT) + b"1234".ljust(512, b"\0") + bytes(1024)
     assert _as_tarfile_reads(archive) == [("k.cls", b"1234")]
     assert list(tar_files(io.BytesIO(archive))) == [("k.cls", b"1234")]
+
+
+def test_a_base_256_size_and_a_stream_ending_after_a_members_padding():
+    """The fields read straight from a header are tarfile's; a size in base-256 (GNU's for
+    members over 8 GiB) is read by tarfile's own parser; a stream that ends cleanly between
+    two members ends the listing (the caller checks for the end-of-archive blocks)."""
+    archive = bytearray(_archive(tarfile.GNU_FORMAT))
+    size = int(archive[512 + 124 : 512 + 135], 8)  # the second header's member, a.jpg
+    archive[512 + 124 : 512 + 136] = b"\x80" + size.to_bytes(11, "big")
+    archive[512 + 148 : 512 + 156] = b" " * 8
+    checksum = sum(archive[512:1024])
+    archive[512 + 148 : 512 + 156] = b"%06o\0 " % checksum
+    expected = _as_tarfile_reads(bytes(archive))
+    assert expected[0][0] == "n01440764/a.jpg" and len(expected[0][1]) == size
+    assert list(tar_files(io.BytesIO(bytes(archive)))) == expected
+    end = 512 + 512 + (size + 511) // 512 * 512  # the folder's header, a.jpg's and its blocks
+    assert list(tar_files(io.BytesIO(bytes(archive[:end])))) == expected[:1]
+    with pytest.raises(EOFError, match="inside a member"):
+        list(tar_files(io.BytesIO(bytes(archive[: end - 10]))))  # inside its padding
+
+
+def test_an_old_v7_directory_is_not_a_file():
+    """v7 tar wrote directories as regular members (type NUL) named with a trailing slash."""
+    header = bytearray(tarfile.TarInfo("v7dir/").tobuf(tarfile.USTAR_FORMAT))
+    header[156:157] = tarfile.AREGTYPE
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    archive = bytes(header) + _archive(tarfile.USTAR_FORMAT)
+    assert list(tar_files(io.BytesIO(archive))) == _as_tarfile_reads(archive)
