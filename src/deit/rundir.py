@@ -283,8 +283,8 @@ def open_run(
     validated config. ``command`` (``deit train``) is what the messages tell
     the user to run.
 
-    ``resume="auto"`` (a command that may run again as it is: a torchrun
-    restart, a requeued job) resumes when ``out`` holds a ``config.json``,
+    ``resume="auto"`` (a command that may run again as it is: a requeued job,
+    a relaunched torchrun job) resumes when ``out`` holds a ``config.json``,
     else starts: the full ``config`` then must equal the saved one but for
     the ``free`` fields and the ``derived`` ones (those the run settles from
     its data, e.g. epochs from an image budget, which the saved config holds
