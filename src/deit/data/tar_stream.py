@@ -1,4 +1,4 @@
-"""A tar archive read front to back, one read per header and one per member: the files of a shard.
+"""A tar archive read front to back, one read per member and one per header: the files of a shard.
 
 What this room holds: :func:`tar_files`, the ``(name, bytes)`` of every regular
 file of a tar stream (a local file, a ``pipe:`` command's output, an HTTP
@@ -6,17 +6,18 @@ body), in the archive's order.
 
 Why not :func:`tarfile.open` in stream mode (``"r|"``), which the shard
 reader used before: its buffer is joined and sliced again at every read, so a
-100 KB image cost ten reads and as many copies. On photo-sized shards it
-took 0.091 ms an image against 0.057 for the shard reader on this module
-(names, labels and checks included) and 0.022 to read each image from its
-own file (``python benchmarks/shard_read.py``, a Zen 4 EPYC, 2026-12-07:
-benchmarks/loader/shard-read-2026-12-07.md); decoding and cropping such an
-image take ~1.2 ms. Here each member's padding and the next header are one
-read, and the member's data one read of its size. A ustar or GNU header's
-name, size and type are read straight from their fields once its checksum
-checks out (5 µs, where :meth:`tarfile.TarInfo.frombuf`, which parses every
-field, takes 22); any other header (a base-256 size, an old v7 header, a bad
-checksum to report) goes to ``frombuf``, the standard library's parser.
+100 KB image cost ten reads and as many copies. Here each member's padding
+and the next header are one read, and the member's data one read of its
+size. A ustar or GNU header's name, size and type are read straight from
+their fields once its checksum checks out (5 µs, where
+:meth:`tarfile.TarInfo.frombuf`, which parses every field, takes 22); any
+other header (a base-256 size, an old v7 header, a bad checksum to report)
+goes to ``frombuf``, the standard library's parser. On photo-sized shards a
+sample (names, labels and checks included) takes 0.031 ms to read, against
+0.087 in tarfile's stream mode and 0.022 for the image as its own file
+(``python benchmarks/shard_read.py``, a Zen 4 EPYC, 2026-12-07:
+benchmarks/loader/shard-read-ab-2026-12-07.txt); decoding and cropping such
+an image take ~1.2 ms.
 GNU long names (``L``) and pax extended headers (``x``: ``path``, ``size``)
 apply to the member after them, as :mod:`tarfile` applies them; pax global
 headers, links, directories and other special members are skipped; a GNU
