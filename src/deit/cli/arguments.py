@@ -62,12 +62,12 @@ def add_run_args(parser: argparse.ArgumentParser, epochs_help: str) -> None:
     )
     parser.add_argument("--epochs", type=int, help=epochs_help)
     parser.add_argument("--seed", type=int, help="seed for weights, shuffling and augmentation")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set batch_size=512 (repeatable)",
-    )
+    add_overrides(parser, "override any config field, e.g. --set batch_size=512 (repeatable)")
     add_data_args(parser)
+
+
+def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )

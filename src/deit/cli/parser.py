@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from deit.cli.arguments import add_data_args, add_run_args, field_help
+from deit.cli.arguments import add_data_args, add_overrides, add_run_args, field_help
 from deit.cli.tool_parsers import (
     attention_parser,
     bench_parser,
@@ -122,14 +122,8 @@ def _reproduce_parser(sub: argparse._SubParsersAction) -> None:
         "write OUT/results.md, results.json and sizes.png (top-1 against images per class); "
         "--runs then defaults to AE",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field in every run, e.g. --set validation=true (repeatable)",
-    )
+    add_overrides(p, "override a config field in every run, e.g. --set validation=true "
+                  "(repeatable)")  # fmt: skip
     add_data_args(p)
 
 
