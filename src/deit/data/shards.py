@@ -311,10 +311,7 @@ def find_shard_splits(
     """
     info = read_info_file(info_file) if info_file else None
     train = find_shards(spec, "train", info=info)
-    if val_shards:
-        val = find_shards(val_shards, "val", named=True, info=info)
-    else:
-        val = find_shards(spec, "val", info=info)
+    val = find_shards(val_shards or spec, "val", named=bool(val_shards), info=info)
     named = val.classes != tuple(str(i) for i in range(len(val.classes)))  # not just counted
     if len(val.classes) > len(train.classes) or (
         named and val.classes != train.classes[: len(val.classes)]

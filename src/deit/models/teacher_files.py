@@ -245,8 +245,7 @@ def export_teacher(
     """
     from safetensors.torch import save_file
 
-    source = Path(run_dir_or_checkpoint)
-    checkpoint = source / "checkpoint.pt" if source.is_dir() else source
+    checkpoint = checkpoint_file(run_dir_or_checkpoint)
     model = load_teacher(checkpoint)
     summary_path = checkpoint.parent / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
