@@ -106,12 +106,12 @@ def train_teacher(
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(config, run, run.resumed, command, max_steps)
+        return _train(config, run, command, max_steps)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> dict:
+def _train(config: TeacherConfig, run: RunDir, command, max_steps) -> dict:
     """The body of :func:`train_teacher`, with the config settled and threads set."""
     world = World(device=pick_device(config.device))
     classes, (train_x, train_y), (test_x, test_y), train_set = _load(config)
@@ -121,12 +121,12 @@ def _train(config: TeacherConfig, run: RunDir, resume, command, max_steps) -> di
     per_epoch = len(loader)
     total = per_epoch * config.epochs
     recipe = TeacherRecipe(config, train_x, train_y, len(classes), total)
-    state = run.load_checkpoint() if resume else None
+    state = run.load_checkpoint() if run.resumed else None
     step, sums, train_seconds, record = 0, _zero_sums(), 0.0, {}
     if state is not None:
         recipe.load_state_dict(state)
         step, sums, train_seconds = state["step"], dict(state["epoch_sums"]), state["train_seconds"]
-    if resume:
+    if run.resumed:
         record = run.keep_metrics(step // per_epoch)
         run.say_resumed(step, total)
     else:

@@ -209,7 +209,7 @@ def train(
     torch.set_num_threads(config.threads or threads)
     try:
         with session(config.device) as world, using_cpu_linear(config.cpu_linear):
-            return _train(config, run, run.resumed, command, world)
+            return _train(config, run, command, world)
     finally:
         torch.set_num_threads(threads)  # the caller's own count back (a notebook, a test)
 
@@ -260,7 +260,7 @@ def _build_student(config: TrainConfig, num_classes: int, world: World) -> torch
     return model
 
 
-def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World) -> dict:
+def _train(config: TrainConfig, run: RunDir, command, world: World) -> dict:
     """The body of :func:`train`, run by every rank of the job."""
     torch.manual_seed(config.seed)
     inputs = load_inputs(config, world)
@@ -286,7 +286,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
     def lr_at(step: int) -> float:
         return cosine_lr(step, total, warmup, peak_lr, config.min_lr)
 
-    state = run.load_checkpoint() if resume else None
+    state = run.load_checkpoint() if run.resumed else None
     if config.init_from and state is None:
         _start_from(model, config.init_from, world)
     trained = world.wrap(model)
@@ -298,7 +298,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool, command, world: World
     step, partial, record = 0, epoch_log.zero_stats(), {}
     if state is not None:
         step, partial = _restore(parts, state, config, world)
-    if resume:
+    if run.resumed:
         record = run.keep_metrics(step // steps)
         run.say_resumed(step, total)
     else:
